@@ -1,0 +1,36 @@
+# The two commands that matter:  make lab   and   make test
+VENV := .venv
+BIN := $(VENV)/bin
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
+.PHONY: setup lab test up down status bench lint clean
+
+setup:  ## create the venv, install everything, generate stubs (idempotent)
+	@bash scripts/setup.sh
+
+lab: setup  ## start the stack and open JupyterLab on the notebooks; stops the stack on exit
+	@$(BIN)/labkit up
+	@trap '$(BIN)/labkit down' EXIT INT TERM; \
+	  $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ALLOW_ROOT)
+
+test: setup  ## run the whole suite: unit, live-stack integration, every notebook
+	@$(BIN)/python -m pytest
+
+up: setup
+	@$(BIN)/labkit up
+
+down:
+	@if [ -x $(BIN)/labkit ]; then $(BIN)/labkit down; fi
+
+status:
+	@$(BIN)/labkit status
+
+bench: setup  ## print the benchmark figures (starts and stops its own stack)
+	@$(BIN)/python bench/startup.py
+	@$(BIN)/python bench/gateway_overhead.py
+
+lint: setup
+	@$(BIN)/ruff check .
+
+clean: down
+	rm -rf .lab build *.egg-info

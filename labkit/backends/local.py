@@ -1,0 +1,287 @@
+"""The local backend: every component a process under supervisord, on loopback.
+
+`up` starts supervisord with a generated config, then starts the components
+in dependency order (etcd, routes, Prometheus and its discovery bridge,
+Traefik, service instances) and waits until each one is healthy. `down`
+shuts supervisord down, which stops every process it started, and reaps any
+process of the stack left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psutil
+
+from .. import paths
+from ..errors import LabError
+from ..gateway import Gateway
+from ..ports import ensure_free
+from ..registry import Registry
+from ..topology import INFRA, INFRA_COMPONENTS, SERVICES, Endpoint, Service
+from ..waits import wait_for
+from . import local_config
+from .local_config import infra_name, instance_name
+from .supervisor import ACTIVE_STATES, FAILED_STATES, Supervisor
+
+Progress = Callable[[str], None]
+
+HEALTH_URLS = {
+    "etcd": f"{INFRA.etcd.url}/health",
+    "promsd": f"{INFRA.promsd.url}/health",
+    "prometheus": f"{INFRA.prometheus.url}/-/ready",
+    "traefik": f"{INFRA.traefik_api.url}/ping",
+}
+INFRA_ENDPOINTS = {
+    "etcd": INFRA.etcd,
+    "etcd peer": INFRA.etcd_peer,
+    "promsd": INFRA.promsd,
+    "prometheus": INFRA.prometheus,
+    "traefik web": INFRA.gateway,
+    "traefik api": INFRA.traefik_api,
+}
+START_TIMEOUT = 20.0
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, state: Path | None = None):
+        self.state = state or paths.state_dir()
+        self.supervisor = Supervisor(self.state / "supervisor.sock")
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def is_up(self) -> bool:
+        return self.supervisor.is_running()
+
+    def up(self, progress: Progress) -> None:
+        """Start the whole stack; a no-op for components already running."""
+        if self.is_up():
+            self._start_infra(progress)
+            return
+        self._reap_strays()
+        ensure_free(self._endpoints_needed())
+        try:
+            self._start_supervisord(progress)
+            self._start_infra(progress)
+            launched = time.monotonic()
+            initial = {s: list(range(1, s.replicas + 1)) for s in SERVICES.values()}
+            for service, slots in initial.items():
+                self._launch(service, slots)
+            for service, slots in initial.items():
+                self._wait_started(service, slots, launched, progress)
+        except BaseException:
+            # nothing half-way: a failed start leaves nothing running
+            self.down(lambda _msg: None)
+            raise
+
+    def down(self, progress: Progress) -> None:
+        if self.is_up():
+            pid = self.supervisor.pid()
+            progress("stopping every process of the stack (supervisord shutdown)")
+            self.supervisor.shutdown()
+            if not _wait_pid_gone(pid, timeout=20):
+                progress(f"supervisord (pid {pid}) did not exit in time; killing it")
+                _kill_tree(pid)
+        reaped = self._reap_strays()
+        if reaped:
+            progress(f"reaped {reaped} leftover process(es)")
+        for leftover in ("supervisor.sock", "supervisord.pid"):
+            (self.state / leftover).unlink(missing_ok=True)
+
+    def _endpoints_needed(self) -> list[tuple[str, Endpoint]]:
+        needed = list(INFRA_ENDPOINTS.items())
+        for service in SERVICES.values():
+            for slot in range(1, service.replicas + 1):
+                needed.append((f"{service.name}-{slot}", service.endpoint(slot)))
+        return needed
+
+    def _start_supervisord(self, progress: Progress) -> None:
+        progress(f"writing configuration to {self.state}")
+        # the registry is rebuilt from live instances: stale records would lie
+        shutil.rmtree(self.state / "etcd", ignore_errors=True)
+        local_config.write_all(self.state)
+        progress("starting supervisord")
+        conf = self.state / "supervisord.conf"
+        result = subprocess.run(
+            [paths.executable("supervisord"), "-c", str(conf)],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        if result.returncode != 0:
+            raise LabError(f"supervisord failed to start:\n{result.stdout}{result.stderr}")
+        wait_for(
+            self.supervisor.is_running, what="supervisord's control socket", timeout=10,
+            diagnose=lambda: self.log_tail("supervisord"),
+        )
+
+    def _start_infra(self, progress: Progress) -> None:
+        """etcd first (everything else reads it), then the rest together."""
+        states = {p["name"]: p["statename"] for p in self.supervisor.processes()}
+        missing = [c for c in INFRA_COMPONENTS if states.get(c) != "RUNNING"]
+        if "etcd" in missing:
+            self._start_components(["etcd"], progress)
+            # Traefik backs off for seconds if its prefix is empty when it starts
+            Gateway().write_routes()
+        self._start_components([c for c in missing if c != "etcd"], progress)
+
+    def _start_components(self, components: list[str], progress: Progress) -> None:
+        started = time.monotonic()
+        for component in components:
+            self.supervisor.start(infra_name(component))
+        for component in components:
+            self._wait_healthy(component)
+            progress(f"{component} healthy ({time.monotonic() - started:.1f} s)")
+
+    def _wait_healthy(self, component: str) -> None:
+        url = HEALTH_URLS[component]
+
+        def healthy() -> bool:
+            self._fail_if_crashed(infra_name(component), component)
+            return httpx.get(url, timeout=1).status_code == 200
+
+        wait_for(
+            healthy, what=f"{component} to answer {url}", timeout=START_TIMEOUT,
+            diagnose=lambda: self.describe(infra_name(component), component),
+            hint=f"see {self.state / 'logs' / (component + '.log')}",
+        )
+
+    # ---- instances -------------------------------------------------------
+
+    def active_slots(self, service: Service) -> list[int]:
+        slots = []
+        for proc in self.supervisor.processes():
+            if proc["group"] == service.name and proc["statename"] in ACTIVE_STATES:
+                slots.append(int(proc["name"].rsplit("-", 1)[1]))
+        return sorted(slots)
+
+    def start_instances(self, service: Service, slots: list[int], progress: Progress) -> None:
+        started = time.monotonic()
+        self._launch(service, slots)
+        self._wait_started(service, slots, started, progress)
+
+    def _launch(self, service: Service, slots: list[int]) -> None:
+        for slot in slots:
+            self.supervisor.start(instance_name(service, slot))
+
+    def _wait_started(
+        self, service: Service, slots: list[int], since: float, progress: Progress
+    ) -> None:
+        if not slots:
+            return
+        self.wait_routed(service, slots)
+        names = ", ".join(f"{service.name}-{s}" for s in slots)
+        progress(f"{names} registered and routed ({time.monotonic() - since:.1f} s)")
+
+    def stop_instances(self, service: Service, slots: list[int], progress: Progress) -> None:
+        for slot in slots:
+            self.supervisor.stop(instance_name(service, slot))
+        gateway = Gateway()
+        gone = {_server_url(service, slot) for slot in slots}
+        wait_for(
+            lambda: not gone & set(gateway.servers(service.name)),
+            what=f"the gateway to drop {sorted(gone)}", timeout=START_TIMEOUT,
+        )
+        if slots:
+            progress(f"stopped {', '.join(f'{service.name}-{s}' for s in slots)}")
+
+    def wait_routed(self, service: Service, slots: list[int]) -> None:
+        """Wait until each instance is registered (by its current pid) and in Traefik's view."""
+        registry, gateway = Registry(), Gateway()
+
+        def all_routed() -> bool:
+            registered = {(r["slot"], r["pid"]) for r in registry.records(service.name)}
+            routed = gateway.servers(service.name)
+            for slot in slots:
+                name = instance_name(service, slot)
+                pid = self._fail_if_crashed(name, f"{service.name}-{slot}")["pid"]
+                if (slot, pid) not in registered or _server_url(service, slot) not in routed:
+                    return False
+            return True
+
+        wait_for(
+            all_routed, what=f"{service.name} instances {slots} to register and be routed",
+            timeout=START_TIMEOUT,
+            diagnose=lambda: "\n".join(
+                self.describe(instance_name(service, s), f"{service.name}-{s}") for s in slots
+            ),
+            hint="an instance registers once it listens; check its log for an exception",
+        )
+
+    def signal_instance(self, service: Service, slot: int, signal_name: str) -> None:
+        self.supervisor.signal(instance_name(service, slot), signal_name)
+
+    def instance_pid(self, service: Service, slot: int) -> int:
+        return self.supervisor.info(instance_name(service, slot))["pid"]
+
+    # ---- status and diagnostics -----------------------------------------
+
+    def processes(self) -> list[dict]:
+        return self.supervisor.processes() if self.is_up() else []
+
+    def log_path(self, program: str) -> Path:
+        return self.state / "logs" / f"{program}.log"
+
+    def log_tail(self, program: str, lines: int = 20) -> str:
+        path = self.log_path(program)
+        if not path.exists():
+            return f"(no log at {path})"
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        return f"last {len(tail)} lines of {path}:\n" + "\n".join("  " + t for t in tail)
+
+    def describe(self, name: str, program: str) -> str:
+        info = self.supervisor.info(name)
+        return f"{program}: {info['statename']} ({info['description']})\n" + self.log_tail(program)
+
+    def _fail_if_crashed(self, name: str, program: str) -> dict:
+        info = self.supervisor.info(name)
+        if info["statename"] in FAILED_STATES or info["statename"] == "EXITED":
+            raise LabError(f"{program} failed to start: {info['statename']}\n"
+                           + self.log_tail(program))
+        return info
+
+    def _reap_strays(self) -> int:
+        """Kill processes of this stack that outlived their supervisord (e.g. after a crash)."""
+        reaped = 0
+        me = os.getpid()
+        for proc in psutil.process_iter(["pid"]):
+            if proc.pid == me:
+                continue
+            try:
+                if proc.environ().get(local_config.STATE_ENV) == str(self.state):
+                    proc.kill()
+                    reaped += 1
+            except psutil.Error:
+                continue
+        return reaped
+
+
+def _server_url(service: Service, slot: int) -> str:
+    return f"{service.server_scheme}://{service.endpoint(slot).address}"
+
+
+def _wait_pid_gone(pid: int, timeout: float) -> bool:
+    try:
+        psutil.Process(pid).wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return True
+
+
+def _kill_tree(pid: int) -> None:
+    try:
+        parent = psutil.Process(pid)
+        for child in parent.children(recursive=True):
+            child.send_signal(signal.SIGKILL)
+        parent.send_signal(signal.SIGKILL)
+    except psutil.NoSuchProcess:
+        pass

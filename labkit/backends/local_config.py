@@ -1,0 +1,199 @@
+"""Generate the local stack's configuration files, each in its component's own format.
+
+supervisord gets an INI file, Traefik and Prometheus get YAML: a learner can
+open `.lab/` and recognise what the components' documentation shows.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from .. import paths
+from ..topology import INFRA, LEASE_TTL_SECONDS, MAX_REPLICAS, SERVICES, Service
+
+STATE_ENV = "LABKIT_STACK"  # inherited by every process of the stack, so `down` can find strays
+
+
+def program_name(service: Service, slot: int) -> str:
+    return f"{service.name}-{slot}"
+
+
+def infra_name(component: str) -> str:
+    """The name supervisord's XML-RPC API uses for an infrastructure program."""
+    return f"{component}:{component}"
+
+
+def instance_name(service: Service, slot: int) -> str:
+    return f"{service.name}:{program_name(service, slot)}"
+
+
+def infra_commands(state: Path) -> dict[str, list[str]]:
+    etcd, peer = INFRA.etcd, INFRA.etcd_peer
+    return {
+        "etcd": [
+            paths.executable("etcd"), "--name", "lab", "--data-dir", str(state / "etcd"),
+            "--listen-client-urls", etcd.url, "--advertise-client-urls", etcd.url,
+            "--listen-peer-urls", peer.url, "--initial-advertise-peer-urls", peer.url,
+            "--initial-cluster", f"lab={peer.url}",
+            # the registry is rebuilt at every `up`: durability buys nothing here
+            "--unsafe-no-fsync", "--log-level", "warn",
+        ],
+        "promsd": [sys.executable, "-m", "labstack.promsd"],
+        "prometheus": [
+            paths.executable("prometheus"),
+            f"--config.file={state / 'prometheus.yml'}",
+            f"--storage.tsdb.path={state / 'prometheus'}",
+            f"--web.listen-address={INFRA.prometheus.address}",
+            "--storage.tsdb.retention.time=6h",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+        ],
+        "traefik": [paths.executable("traefik"), f"--configFile={state / 'traefik.yml'}"],
+    }
+
+
+def instance_environment(service: Service, slot: int) -> dict[str, str]:
+    endpoint = service.endpoint(slot)
+    env = {
+        "LAB_SERVICE": service.name,
+        "LAB_SLOT": str(slot),
+        "LAB_VERSION": service.version,
+        "LAB_HOST": endpoint.host,
+        "LAB_PORT": str(endpoint.port),
+        "LAB_ETCD": INFRA.etcd.url,
+        "LAB_LEASE_TTL": str(LEASE_TTL_SECONDS),
+        "LAB_GATEWAY": INFRA.gateway.url,
+    }
+    if service.metrics_port is not None:
+        env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)
+    return env
+
+
+def _ini_section(header: str, items: dict[str, object]) -> str:
+    lines = [f"[{header}]"] + [f"{key}={value}" for key, value in items.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _env_value(env: dict[str, str]) -> str:
+    # supervisord expands %(name)s in values, so a literal % must be doubled
+    return ",".join(f'{k}="{v.replace("%", "%%")}"' for k, v in env.items())
+
+
+def _program(command: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
+    program = {
+        "command": " ".join(command),
+        "directory": str(paths.REPO),
+        "autostart": "false",  # labkit starts components in dependency order
+        "autorestart": "true",
+        "startsecs": 1,
+        "startretries": 3,
+        "stopsignal": "TERM",
+        "stopwaitsecs": 5,
+        "stopasgroup": "true",
+        "killasgroup": "true",
+        "redirect_stderr": "true",
+        "stdout_logfile": str(log),
+        "stdout_logfile_maxbytes": "5MB",
+        "stdout_logfile_backups": 1,
+    }
+    if env:
+        program["environment"] = _env_value(env)
+    return program
+
+
+def supervisord_conf(state: Path) -> str:
+    logs = state / "logs"
+    sections = [
+        _ini_section("unix_http_server", {"file": state / "supervisor.sock", "chmod": "0700"}),
+        _ini_section(
+            "supervisord",
+            {
+                "logfile": logs / "supervisord.log",
+                "pidfile": state / "supervisord.pid",
+                "childlogdir": logs,
+                "environment": _env_value({STATE_ENV: str(state), "PYTHONUNBUFFERED": "1"}),
+            },
+        ),
+        _ini_section(
+            "rpcinterface:supervisor",
+            {"supervisor.rpcinterface_factory": "supervisor.rpcinterface:make_main_rpcinterface"},
+        ),
+        _ini_section("supervisorctl", {"serverurl": f"unix://{state / 'supervisor.sock'}"}),
+    ]
+    promsd_env = {
+        "LAB_HOST": INFRA.promsd.host,
+        "LAB_PORT": str(INFRA.promsd.port),
+        "LAB_ETCD": INFRA.etcd.url,
+    }
+    for name, command in infra_commands(state).items():
+        env = promsd_env if name == "promsd" else None
+        program = _program(command, logs / f"{name}.log", env)
+        sections.append(_ini_section(f"program:{name}", program))
+    for service in SERVICES.values():
+        programs = [program_name(service, slot) for slot in range(1, MAX_REPLICAS + 1)]
+        sections.append(_ini_section(f"group:{service.name}", {"programs": ",".join(programs)}))
+        for slot, program in enumerate(programs, start=1):
+            command = [sys.executable, "-m", service.module]
+            env = instance_environment(service, slot)
+            sections.append(
+                _ini_section(f"program:{program}", _program(command, logs / f"{program}.log", env))
+            )
+    return "\n".join(sections)
+
+
+def traefik_static(state: Path) -> dict:
+    return {
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "entryPoints": {
+            "web": {"address": INFRA.gateway.address},
+            "traefik": {"address": INFRA.traefik_api.address},
+        },
+        "api": {"dashboard": True, "insecure": True},
+        "ping": {"entryPoint": "traefik"},
+        "metrics": {
+            "prometheus": {
+                "entryPoint": "traefik",
+                "addRoutersLabels": True,
+                "addServicesLabels": True,
+            }
+        },
+        "providers": {
+            # 0s: apply registry changes at once instead of batching them for 2 s
+            "providersThrottleDuration": "0s",
+            "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": "traefik"},
+        },
+        "log": {"level": "INFO", "format": "json"},
+        "accessLog": {"filePath": str(state / "logs" / "access.json"), "format": "json"},
+    }
+
+
+def prometheus_config() -> dict:
+    def static(job: str, address: str) -> dict:
+        return {"job_name": job, "static_configs": [{"targets": [address]}]}
+
+    return {
+        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "scrape_configs": [
+            static("prometheus", INFRA.prometheus.address),
+            static("traefik", INFRA.traefik_api.address),
+            static("etcd", INFRA.etcd.address),
+            {
+                # instances come and go: ask the registry (through promsd) for targets
+                "job_name": "services",
+                "http_sd_configs": [
+                    {"url": f"{INFRA.promsd.url}/targets", "refresh_interval": "2s"}
+                ],
+            },
+        ],
+    }
+
+
+def write_all(state: Path) -> None:
+    """Write every generated file into the state folder."""
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    (state / "supervisord.conf").write_text(supervisord_conf(state))
+    (state / "traefik.yml").write_text(yaml.safe_dump(traefik_static(state), sort_keys=False))
+    (state / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(), sort_keys=False))

@@ -1,0 +1,65 @@
+"""A small client for supervisord's XML-RPC API over its unix socket."""
+
+from __future__ import annotations
+
+import xmlrpc.client
+from pathlib import Path
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from ..errors import LabError
+
+# supervisord's process states that mean "a process exists or is about to"
+ACTIVE_STATES = {"STARTING", "RUNNING", "BACKOFF", "STOPPING"}
+FAILED_STATES = {"FATAL", "BACKOFF"}
+
+
+class Supervisor:
+    def __init__(self, socket_path: Path):
+        self.socket_path = socket_path
+
+    @property
+    def _rpc(self) -> xmlrpc.client.ServerProxy:
+        # A fresh connection per call: a kept-alive one is left unusable when supervisord
+        # restarts (http.client's CannotSendRequest), and a unix socket costs little to open.
+        transport = SupervisorTransport(None, None, f"unix://{self.socket_path}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def is_running(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        try:
+            return self._rpc.supervisor.getState()["statename"] == "RUNNING"
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+    def pid(self) -> int:
+        return self._rpc.supervisor.getPID()
+
+    def processes(self) -> list[dict]:
+        """One dict per program: name, group, statename, pid, start, description."""
+        return self._rpc.supervisor.getAllProcessInfo()
+
+    def info(self, name: str) -> dict:
+        return self._rpc.supervisor.getProcessInfo(name)
+
+    def start(self, name: str) -> None:
+        self._call("startProcess", name, False)
+
+    def stop(self, name: str, wait: bool = False) -> None:
+        self._call("stopProcess", name, wait)
+
+    def signal(self, name: str, signal_name: str) -> None:
+        self._call("signalProcess", name, signal_name)
+
+    def shutdown(self) -> None:
+        self._rpc.supervisor.shutdown()
+
+    def _call(self, method: str, *args: object) -> None:
+        try:
+            getattr(self._rpc.supervisor, method)(*args)
+        except xmlrpc.client.Fault as fault:
+            # ALREADY_STARTED / NOT_RUNNING make start and stop idempotent
+            if "ALREADY_STARTED" in fault.faultString or "NOT_RUNNING" in fault.faultString:
+                return
+            raise LabError(f"supervisord refused {method}{args}: {fault.faultString}") from None

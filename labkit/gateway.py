@@ -1,0 +1,61 @@
+"""The gateway (Traefik): its routes in etcd, and its live view read back from its API.
+
+Routes are static keys written once at `up`; the servers behind each route are
+written by the instances themselves, under their registration lease. Traefik
+watches the `traefik/` prefix through its etcd provider and applies changes
+live, with no restart.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from .kv import etcd_client, put_atomically
+from .topology import INFRA, SERVICES, Service
+
+ROOT = "traefik"
+
+
+def route_keys(service: Service) -> dict[str, str]:
+    """Host-based router plus an (initially empty) load-balanced service."""
+    router = f"{ROOT}/http/routers/{service.name}"
+    return {
+        # services first: a router naming a missing service is a (transient) Traefik error
+        f"{ROOT}/http/services/{service.name}/loadBalancer/passHostHeader": "true",
+        f"{router}/rule": f"Host(`{service.host_rule}`)",
+        f"{router}/service": service.name,
+        f"{router}/entryPoints/0": "web",
+    }
+
+
+def server_key(service: Service, slot: int) -> str:
+    """Where an instance publishes its URL (under its lease) for Traefik to find."""
+    return f"{ROOT}/http/services/{service.name}/loadBalancer/servers/{slot}/url"
+
+
+class Gateway:
+    def __init__(self, api_url: str = INFRA.traefik_api.url, timeout: float = 2.0):
+        self.api = httpx.Client(base_url=api_url, timeout=timeout)
+
+    def write_routes(self) -> None:
+        keys: dict[str, str] = {}
+        for service in SERVICES.values():
+            keys.update(route_keys(service))
+        put_atomically(etcd_client(), keys)
+
+    def is_ready(self) -> bool:
+        return self.api.get("/ping").status_code == 200
+
+    def servers(self, service: str) -> dict[str, str]:
+        """Server URL -> status ("UP"/"DOWN") as Traefik currently routes to them."""
+        response = self.api.get(f"/api/http/services/{service}@etcd")
+        if response.status_code == 404:
+            return {}
+        response.raise_for_status()
+        body = response.json()
+        urls = [s["url"] for s in body.get("loadBalancer", {}).get("servers", [])]
+        status = body.get("serverStatus", {})
+        return {url: status.get(url, "UP") for url in urls}
+
+    def routers(self) -> list[dict]:
+        return self.api.get("/api/http/routers").json()

@@ -1,0 +1,24 @@
+"""etcd access shared by the registry and the gateway configuration."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+
+import etcd3gw
+
+from .topology import INFRA, Endpoint
+
+
+def etcd_client(endpoint: Endpoint = INFRA.etcd, timeout: float = 2.0) -> etcd3gw.Etcd3Client:
+    return etcd3gw.client(host=endpoint.host, port=endpoint.port, timeout=timeout, api_path="/v3/")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def put_atomically(client: etcd3gw.Etcd3Client, items: Mapping[str, str]) -> None:
+    """Write several keys in one etcd transaction, so a watcher never sees half of them."""
+    puts = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in items.items()]
+    client.transaction({"compare": [], "success": puts, "failure": []})

@@ -1,0 +1,379 @@
+"""HTTP load generator: one row per request, as a DataFrame.
+
+Two ways to send load:
+
+- open loop (`rps=`): request i is due at i/rps seconds, whatever happened to
+  the earlier ones. An overloaded server shows up as latency and errors, not as
+  a client that quietly slows down.
+- closed loop (`concurrency=`): N users, each sending its next request when the
+  previous one finished, like a fixed pool of callers.
+
+Latency is measured twice. `latency_ms` runs from when the request was actually
+sent; `latency_from_scheduled_ms` runs from when it was due. If the client falls
+behind its schedule, the first hides that wait and the second keeps it: use the
+second to avoid coordinated omission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import anyio
+import httpx
+import pandas as pd
+
+from .errors import LabTimeout
+
+MAX_RPS = 2000
+MAX_CONCURRENCY = 256
+MAX_SECONDS = 600
+MAX_TIMEOUT = 60
+# Enough sockets for MAX_RPS at 0.5 s latency: under overload the client must not
+# become the bottleneck that hides the server's slowness.
+MAX_CONNECTIONS = 1024
+PER_CLIENT = 8
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+
+COLUMNS = [
+    "scheduled", "start", "end", "latency_ms", "latency_from_scheduled_ms",
+    "status", "error", "instance", "version", "retries", "client",
+]
+_RAW_COLUMNS = ["scheduled", "start", "end", "status", "error", "instance", "version", "retries"]
+
+
+def run_load(
+    url: str,
+    *,
+    rps: float | None = None,
+    concurrency: int | None = None,
+    seconds: float = 5.0,
+    host: str | None = None,
+    source_address: str | None = None,
+    timeout: float = 5.0,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Send load to `url` for `seconds`; return one row per request.
+
+    Give exactly one of `rps` (open loop) or `concurrency` (closed loop).
+    `host` sets the Host header (gateway routing), `source_address` the
+    client's IP in 127.0.0.0/8, `timeout` the limit for each whole request.
+    `progress=None` shows a live line only in an interactive Jupyter session
+    or a terminal, never under papermill or CI.
+
+    Columns: scheduled, start, end (s since the run started), latency_ms,
+    latency_from_scheduled_ms, status (0 = no response), error ("" or
+    timeout / connect / read / other), instance and version (X-Instance,
+    X-Version headers), retries (X-Retry-Attempts), client.
+    """
+    _validate(url, rps, concurrency, seconds, source_address, timeout)
+    run = _Run(url, rps, concurrency, seconds, host, source_address, timeout)
+    started_at = time.time()
+    _run_in_thread(run, _progress_writer(progress))
+    df = _frame(run.rows, source_address or "")
+    df.attrs = {
+        "url": url,
+        "mode": "open" if rps is not None else "closed",
+        "rps": rps,
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "host": host,
+        "started_at": started_at,
+    }
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per instance: requests, share of all requests, errors (no 2xx/3xx), p50/p99 latency."""
+    groups = df.assign(instance=_instance_labels(df), failed=~_ok(df)).groupby("instance")
+    out = groups.agg(
+        requests=("status", "size"),
+        errors=("failed", "sum"),
+        p50_ms=("latency_ms", "median"),
+        p99_ms=("latency_ms", lambda s: s.quantile(0.99)),
+    )
+    out.insert(1, "share", out["requests"] / max(len(df), 1))
+    return out
+
+
+def share_by_instance(df: pd.DataFrame) -> pd.Series:
+    """Fraction of the successful (2xx/3xx) responses that each instance served."""
+    ok = _ok(df)
+    shares = _instance_labels(df)[ok].value_counts(normalize=True).sort_index()
+    return shares.rename("share").rename_axis("instance")
+
+
+def _ok(df: pd.DataFrame) -> pd.Series:
+    return (df["status"] >= 200) & (df["status"] < 400)
+
+
+def _instance_labels(df: pd.DataFrame) -> pd.Series:
+    # A response without X-Instance (e.g. the gateway's own 502) still needs a visible label.
+    return df["instance"].replace("", "(none)")
+
+
+def _validate(
+    url: str,
+    rps: float | None,
+    concurrency: int | None,
+    seconds: float,
+    source_address: str | None,
+    timeout: float,
+) -> None:
+    if (rps is None) == (concurrency is None):
+        raise ValueError(
+            "give exactly one of rps= (open loop, requests per second) "
+            "or concurrency= (closed loop, number of users)"
+        )
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"url must be an http:// or https:// URL, got {url!r}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"url must be an http:// or https:// URL with a host, got {url!r}")
+    if rps is not None and not (_is_number(rps) and 0 < rps <= MAX_RPS):
+        raise ValueError(f"rps must be a number > 0 and <= {MAX_RPS}, got {rps!r}")
+    if concurrency is not None and not (
+        isinstance(concurrency, int) and not isinstance(concurrency, bool)
+        and 1 <= concurrency <= MAX_CONCURRENCY
+    ):
+        raise ValueError(
+            f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}"
+        )
+    if not (_is_number(seconds) and 0 < seconds <= MAX_SECONDS):
+        raise ValueError(f"seconds must be > 0 and <= {MAX_SECONDS}, got {seconds!r}")
+    if not (_is_number(timeout) and 0 < timeout <= MAX_TIMEOUT):
+        raise ValueError(f"timeout must be > 0 and <= {MAX_TIMEOUT} seconds, got {timeout!r}")
+    if source_address is not None:
+        try:
+            inside = ipaddress.IPv4Address(source_address) in LOOPBACK
+        except ValueError:
+            inside = False
+        if not inside:
+            raise ValueError(
+                f"source_address must be an IPv4 address in {LOOPBACK} "
+                f"(e.g. '127.0.0.66'), got {source_address!r}"
+            )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Run:
+    """One load run; lives on its own event loop in a worker thread."""
+
+    def __init__(
+        self,
+        url: str,
+        rps: float | None,
+        concurrency: int | None,
+        seconds: float,
+        host: str | None,
+        source_address: str | None,
+        timeout: float,
+    ) -> None:
+        self.url, self.rps, self.concurrency, self.seconds = url, rps, concurrency, seconds
+        self.headers = {"Host": host} if host else {}
+        self.source_address, self.timeout = source_address, timeout
+        self.rows: list[tuple] = []
+        self.sent = 0
+        self.errors = 0
+        self.stop = threading.Event()
+        self.t0 = 0.0
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    async def main(self) -> None:
+        self.clients = _Clients(self.headers, self.source_address, self.timeout)
+        # anyio imports its asyncio backend on first use (~20 ms): not inside the measured run.
+        await anyio.sleep(0)
+        try:
+            self.t0 = time.perf_counter()
+            if self.rps is not None:
+                await self._open_loop(self.rps)
+            else:
+                await asyncio.gather(*(self._user() for _ in range(self.concurrency or 0)))
+        finally:
+            await self.clients.aclose()
+
+    async def _open_loop(self, rps: float) -> None:
+        in_flight: set[asyncio.Task] = set()
+        i = 0
+        # Due times come from the index, not from the previous sleep, so lateness never drifts.
+        while (due := i / rps) < self.seconds and not self.stop.is_set():
+            delay = due - self.now()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(self._send(scheduled=due))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            i += 1
+        if in_flight:
+            # Every request ends within its own timeout; the margin covers loop jitter.
+            _, stragglers = await asyncio.wait(in_flight, timeout=self.timeout + 1.0)
+            for task in stragglers:
+                task.cancel()
+            await asyncio.gather(*stragglers, return_exceptions=True)
+
+    async def _user(self) -> None:
+        while self.now() < self.seconds and not self.stop.is_set():
+            await self._send(scheduled=None)
+
+    async def _send(self, scheduled: float | None) -> None:
+        start = self.now()
+        self.sent += 1
+        status, error, headers = 0, "", httpx.Headers()
+        client = self.clients.acquire()
+        try:
+            response = await asyncio.wait_for(client.get(self.url), self.timeout)
+            status, headers = response.status_code, response.headers
+        except (asyncio.TimeoutError, httpx.TimeoutException, asyncio.CancelledError):
+            error = "timeout"
+        except httpx.ConnectError:
+            error = "connect"
+        except (httpx.NetworkError, httpx.RemoteProtocolError):
+            error = "read"
+        except (httpx.HTTPError, OSError):
+            error = "other"
+        finally:
+            self.clients.release(client)
+        self.errors += bool(error)
+        retries = headers.get("x-retry-attempts", "")
+        self.rows.append((
+            start if scheduled is None else scheduled, start, self.now(), status, error,
+            headers.get("x-instance", ""), headers.get("x-version", ""),
+            int(retries) if retries.isdigit() else 0,
+        ))
+
+
+class _Clients:
+    """httpx clients of at most PER_CLIENT connections each, added as concurrency grows.
+
+    httpcore's pool scans all of its connections several times per request, so one pool
+    serving hundreds of concurrent requests (an open loop against a slow server) burns the
+    CPU and the client, not the server, becomes the bottleneck. Small pools keep scans short,
+    and a lightly loaded run still uses a single connection.
+    """
+
+    def __init__(self, headers: dict[str, str], source_address: str | None, timeout: float):
+        self.headers, self.source_address, self.timeout = headers, source_address, timeout
+        self.ssl = httpx.create_ssl_context()  # loading CA certificates is slow: once per run
+        # The first client exists before the clock starts, so its setup is not counted.
+        self.clients = [self._new_client()]
+        self.busy = [0]
+
+    def acquire(self) -> httpx.AsyncClient:
+        i = next((i for i, busy in enumerate(self.busy) if busy < PER_CLIENT), None)
+        if i is None and len(self.clients) < MAX_CONNECTIONS // PER_CLIENT:
+            self.clients.append(self._new_client())
+            self.busy.append(0)
+            i = len(self.clients) - 1
+        elif i is None:  # at the socket budget: queue on the least busy pool
+            i = self.busy.index(min(self.busy))
+        self.busy[i] += 1
+        return self.clients[i]
+
+    def release(self, client: httpx.AsyncClient) -> None:
+        self.busy[self.clients.index(client)] -= 1
+
+    def _new_client(self) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(
+            verify=self.ssl,
+            local_address=self.source_address,
+            limits=httpx.Limits(max_connections=PER_CLIENT, max_keepalive_connections=PER_CLIENT),
+        )
+        # trust_env=False: a proxy from the environment must not carry lab traffic.
+        return httpx.AsyncClient(
+            transport=transport, timeout=self.timeout, headers=self.headers, trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self.clients))
+
+
+def _run_in_thread(run: _Run, show: Callable[[str, bool], None] | None) -> None:
+    """Run on a private event loop, so this works where a loop is already running (Jupyter)."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(run.main())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="labkit-load", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + run.seconds + run.timeout + 10.0
+    try:
+        while thread.is_alive() and time.monotonic() < deadline:
+            thread.join(0.25)
+            if show:
+                show(_progress_line(run), False)
+    except KeyboardInterrupt:
+        # Stop scheduling; in-flight requests end within their timeout.
+        run.stop.set()
+        thread.join(run.timeout + 2.0)
+        raise
+    if thread.is_alive():
+        run.stop.set()
+        raise LabTimeout(
+            f"load run did not finish within {run.seconds + run.timeout + 10.0:g} s "
+            f"({run.sent} requests sent, {len(run.rows)} finished)\n"
+            "Hint: the machine may be too busy; try a lower rps or concurrency."
+        )
+    if failure:
+        raise failure[0]
+    if show:
+        show(_progress_line(run, final=True), True)
+
+
+def _progress_line(run: _Run, final: bool = False) -> str:
+    elapsed = min(run.now(), run.seconds) if run.t0 else 0.0
+    filled = int(20 * elapsed / run.seconds)
+    mode = f"{run.rps:g} rps" if run.rps is not None else f"{run.concurrency} users"
+    line = (
+        f"load {mode} [{'#' * filled}{'.' * (20 - filled)}] {elapsed:4.1f}/{run.seconds:g} s  "
+        f"{len(run.rows)} done, {run.errors} without response"
+    )
+    return line if final else f"{line}, {run.sent - len(run.rows)} in flight"
+
+
+def _progress_writer(progress: bool | None) -> Callable[[str, bool], None] | None:
+    """Where the live progress line goes: a Jupyter display, stderr, or nowhere."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    in_kernel = getattr(shell, "kernel", None) is not None
+    if progress is None:
+        # Only jupyter_server sets JPY_SESSION_NAME: papermill and nbclient kernels lack it.
+        interactive = "JPY_SESSION_NAME" in os.environ if in_kernel else sys.stderr.isatty()
+        progress = interactive and not os.environ.get("CI")
+    if not progress:
+        return None
+    if in_kernel:
+        from IPython.display import display
+
+        handle = display({"text/plain": ""}, raw=True, display_id=True)
+        return lambda line, final: handle.update({"text/plain": line}, raw=True)
+
+    def to_stderr(line: str, final: bool) -> None:
+        sys.stderr.write(f"\r{line}\033[K" + ("\n" if final else ""))
+        sys.stderr.flush()
+
+    return to_stderr
+
+
+def _frame(rows: list[tuple], client: str) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(rows, columns=_RAW_COLUMNS).astype(
+        {"scheduled": float, "start": float, "end": float, "status": int, "retries": int}
+    )
+    df["latency_ms"] = (df["end"] - df["start"]) * 1000.0
+    df["latency_from_scheduled_ms"] = (df["end"] - df["scheduled"]) * 1000.0
+    df["client"] = client
+    return df[COLUMNS].sort_values(["scheduled", "start"], kind="stable").reset_index(drop=True)

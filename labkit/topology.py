@@ -1,0 +1,122 @@
+"""The one description of the stack: services, ports, replicas, versions.
+
+Every generated configuration (supervisord, Traefik, Prometheus) and every
+labkit call reads from here, so the local and compose backends cannot drift.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from functools import cache
+
+from .errors import LabError
+
+MAX_REPLICAS = 10
+LEASE_TTL_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+
+@dataclass(frozen=True)
+class Service:
+    """An application service: each instance gets its own loopback address."""
+
+    name: str
+    module: str  # run as `python -m <module>`
+    protocol: str  # "http" or "grpc"
+    port: int
+    subnet: int  # instances live on 127.0.<subnet>.<slot>
+    replicas: int  # declared replica count at `up`
+    version: str = "v1"
+    metrics_port: int | None = None  # gRPC services expose /metrics on a side port
+
+    @property
+    def host_rule(self) -> str:
+        return f"{self.name}.localhost"
+
+    def endpoint(self, slot: int) -> Endpoint:
+        """Where instance `slot` listens: its own address, or a distinct port on 127.0.0.1."""
+        if loopback_aliases_work():
+            return Endpoint(f"127.0.{self.subnet}.{slot}", self.port)
+        return Endpoint("127.0.0.1", self.port + 100 * slot)
+
+    def metrics_endpoint(self, slot: int) -> Endpoint:
+        main = self.endpoint(slot)
+        if self.metrics_port is None:
+            return main
+        return Endpoint(main.host, self.metrics_port + main.port - self.port)
+
+    @property
+    def server_scheme(self) -> str:
+        """The scheme Traefik uses to reach an instance (h2c = gRPC over cleartext HTTP/2)."""
+        return "h2c" if self.protocol == "grpc" else "http"
+
+
+@dataclass(frozen=True)
+class Infra:
+    """Addresses of the infrastructure components (all on 127.0.0.1)."""
+
+    etcd: Endpoint = Endpoint("127.0.0.1", 2379)
+    etcd_peer: Endpoint = Endpoint("127.0.0.1", 2380)
+    gateway: Endpoint = Endpoint("127.0.0.1", 8000)
+    traefik_api: Endpoint = Endpoint("127.0.0.1", 8081)
+    promsd: Endpoint = Endpoint("127.0.0.1", 8082)
+    # 9095, not 9090: a system Prometheus installed by the OS package may hold 9090
+    prometheus: Endpoint = Endpoint("127.0.0.1", 9095)
+
+
+SERVICES: dict[str, Service] = {
+    s.name: s
+    for s in (
+        Service("echo", "labstack.echo", "http", port=8080, subnet=1, replicas=3),
+        Service("web", "labstack.web", "http", port=8090, subnet=2, replicas=1),
+        Service(
+            "routeguide", "labstack.routeguide", "grpc", port=50051, subnet=3, replicas=2,
+            metrics_port=9100,
+        ),
+    )
+}
+INFRA = Infra()
+INFRA_COMPONENTS = ("etcd", "promsd", "prometheus", "traefik")
+
+
+def service(name: str) -> Service:
+    """The service called `name`, or an error naming the known ones."""
+    try:
+        return SERVICES[name]
+    except (KeyError, TypeError):
+        known = ", ".join(sorted(SERVICES))
+        raise LabError(f"unknown service {name!r}; known services: {known}") from None
+
+
+def check_replicas(n: object) -> int:
+    """A replica count in 0..MAX_REPLICAS, or an error saying what is valid."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise LabError(f"replica count must be a whole number, got {n!r}")
+    if not 0 <= n <= MAX_REPLICAS:
+        raise LabError(f"replica count must be between 0 and {MAX_REPLICAS}, got {n}")
+    return n
+
+
+@cache
+def loopback_aliases_work() -> bool:
+    """Linux routes all of 127.0.0.0/8 to lo; macOS only has 127.0.0.1 without aliases."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.1.254", 0))
+        except OSError:
+            return False
+    return True

@@ -1,0 +1,141 @@
+"""Running a grpcio service: identity metadata, RED metrics, health, ordered shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2
+from prometheus_client import Counter, Histogram, start_http_server
+
+from .metrics import LATENCY_BUCKETS
+from .runtime import GRACE_SECONDS, Lifecycle
+from .settings import Settings
+
+log = logging.getLogger("labstack")
+
+# Names and labels as in go-grpc-prometheus, so the usual queries and dashboards apply.
+HANDLED = Counter(
+    "grpc_server_handled_total",
+    "RPCs completed on the server, by status code",
+    ["grpc_service", "grpc_method", "grpc_type", "grpc_code"],
+)
+HANDLING = Histogram(
+    "grpc_server_handling_seconds",
+    "Time from RPC start to its last response",
+    ["grpc_service", "grpc_method", "grpc_type"],
+    buckets=LATENCY_BUCKETS,
+)
+
+_KINDS = {  # (request_streaming, response_streaming) -> grpc_type, handler attribute, factory
+    (False, False): ("unary", "unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("server_stream", "unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("client_stream", "stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("bidi_stream", "stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+class InstanceInterceptor(grpc.ServerInterceptor):
+    """Every RPC sends x-instance/x-version initial metadata and is counted and timed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.metadata = (("x-instance", settings.instance_id), ("x-version", settings.version))
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        kind, attribute, factory = _KINDS[handler.request_streaming, handler.response_streaming]
+        labels = (service, method, kind)
+        behaviour = getattr(handler, attribute)
+        wrap = self._wrap_stream if handler.response_streaming else self._wrap_unary
+        return factory(
+            wrap(behaviour, labels),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _wrap_unary(self, behaviour: Callable, labels: tuple[str, str, str]) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            context.send_initial_metadata(self.metadata)
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                return behaviour(request, context)
+            except Exception:
+                code = grpc.StatusCode.UNKNOWN
+                raise
+            finally:
+                _record(labels, context.code() or code, start)
+
+        return handle
+
+    def _wrap_stream(self, behaviour: Callable, labels: tuple[str, str, str]) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            context.send_initial_metadata(self.metadata)
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                yield from behaviour(request, context)
+            except GeneratorExit:  # the client went away mid-stream
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = grpc.StatusCode.UNKNOWN
+                raise
+            finally:
+                _record(labels, context.code() or code, start)
+
+        return handle
+
+
+def _record(labels: tuple[str, str, str], code: grpc.StatusCode, start: float) -> None:
+    HANDLED.labels(*labels, code.name).inc()
+    HANDLING.labels(*labels).observe(time.perf_counter() - start)
+
+
+def grpc_urls(settings: Settings) -> dict[str, str]:
+    """The registry's url (h2c: gRPC over cleartext HTTP/2, as Traefik names it) and metrics_url."""
+    return {
+        "url": f"h2c://{settings.address}",
+        "metrics_url": f"http://{settings.host}:{settings.metrics_port}/metrics",
+    }
+
+
+def serve_grpc(
+    server: grpc.Server,
+    health_servicer: health.HealthServicer,
+    services: Sequence[str],
+    settings: Settings,
+    lifecycle: Lifecycle,
+) -> None:
+    """Start `server` (its port already added) and serve until SIGTERM/SIGINT, then stop in order.
+
+    `services` are the names reported SERVING by the health service, besides "".
+    """
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    assert settings.metrics_port is not None
+    metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+    server.start()
+    for name in ("", *services):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    lifecycle.serving()
+
+    while not stop.wait(0.5):  # wakes up often so signals are handled promptly
+        pass
+    health_servicer.enter_graceful_shutdown()  # NOT_SERVING for every service
+    lifecycle.withdraw()
+    log.info("shutdown: stopping server, letting in-flight RPCs finish")
+    server.stop(GRACE_SECONDS).wait(GRACE_SECONDS + 1)
+    metrics_server.shutdown()
+    log.info("shutdown: done")

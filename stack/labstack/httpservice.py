@@ -1,0 +1,167 @@
+"""Running a Starlette service: RED metrics, health routes, uvicorn under our shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import LATENCY_BUCKETS
+from .runtime import GRACE_SECONDS, STARTUP_TIMEOUT, Lifecycle
+from .settings import Settings
+
+log = logging.getLogger("labstack")
+
+REQUESTS = Counter(
+    "http_requests_total", "HTTP requests by route template and status", ["method", "path", "code"]
+)
+DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request latency by route template",
+    ["method", "path"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+class RedMiddleware:
+    """Rate, errors, duration per route template (`/items/{id}`, never raw paths: cardinality)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # what the client gets if the app raises before responding
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            # Starlette's router stores the matched route in the scope.
+            path = getattr(scope.get("route"), "path", "<unmatched>")
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            DURATION.labels(scope["method"], path).observe(time.perf_counter() - start)
+
+
+def service_routes(lifecycle: Lifecycle) -> list[BaseRoute]:
+    """/health (liveness), /ready (readiness) and /metrics, the same for every HTTP service."""
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def ready(_: Request) -> Response:
+        if lifecycle.is_ready():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "not ready"}, status_code=503)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/health", health), Route("/ready", ready), Route("/metrics", metrics)]
+
+
+def create_app(
+    lifecycle: Lifecycle,
+    routes: Sequence[BaseRoute],
+    lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]] | None = None,
+) -> Starlette:
+    return Starlette(
+        routes=[*routes, *service_routes(lifecycle)],
+        middleware=[Middleware(RedMiddleware)],
+        lifespan=lifespan,
+    )
+
+
+def http_urls(settings: Settings) -> dict[str, str]:
+    """The registry's url and metrics_url for an HTTP service."""
+    url = f"http://{settings.address}"
+    return {"url": url, "metrics_url": f"{url}/metrics"}
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: serve_http owns the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve_http(app: ASGIApp, settings: Settings, lifecycle: Lifecycle) -> None:
+    """Serve `app` until SIGTERM/SIGINT, registering once the socket listens; exit 0 after."""
+    asyncio.run(_serve(app, settings, lifecycle))
+
+
+async def _serve(app: ASGIApp, settings: Settings, lifecycle: Lifecycle) -> None:
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # keep our JSON handler on the root logger
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        # uvicorn adds these to every response, error pages included.
+        headers=[("X-Instance", settings.instance_id), ("X-Version", settings.version)],
+    )
+    server = _Server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    serving = asyncio.create_task(_run_uvicorn(server))
+    await _until_listening(server, serving)
+    lifecycle.serving()
+
+    signalled = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    if serving.done():  # the server stopped by itself: do not stay registered
+        signalled.cancel()
+        await asyncio.to_thread(lifecycle.registration.deregister)
+        raise SystemExit(serving.result() or 1)
+    await asyncio.to_thread(lifecycle.withdraw)
+    log.info("shutdown: stopping server, letting in-flight requests finish")
+    server.should_exit = True
+    await asyncio.wait_for(serving, timeout=GRACE_SECONDS + 2)
+    log.info("shutdown: done")
+
+
+async def _run_uvicorn(server: uvicorn.Server) -> int | str | None:
+    """uvicorn calls sys.exit() when it cannot start (port taken): return that code instead."""
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        return exc.code
+    return None
+
+
+async def _until_listening(server: uvicorn.Server, serving: asyncio.Task) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not server.started:
+        if serving.done():  # uvicorn has logged why
+            raise SystemExit(serving.result() or 1)
+        if time.monotonic() > deadline:
+            where = f"{server.config.host}:{server.config.port}"
+            raise TimeoutError(f"not listening on {where} after {STARTUP_TIMEOUT:g} s")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,182 @@
+"""Self-registration in etcd under a lease that lives only while the instance is ready.
+
+Two keys share one lease and are written in one transaction, so the gateway
+and the registry never see half an instance:
+
+    registry/{service}/{instance}/{pid}                       -> JSON record
+    traefik/http/services/{service}/loadBalancer/servers/{slot}/url -> url
+
+Revoking the lease (graceful shutdown) removes both at once; a crashed or
+paused process stops refreshing and both vanish when the TTL runs out.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import etcd3gw
+from etcd3gw.exceptions import ConnectionFailedError, ConnectionTimeoutError, Etcd3Exception
+from etcd3gw.lease import Lease
+
+from .logs import describe_error
+from .settings import Settings
+
+log = logging.getLogger("labstack.registration")  # leases are logged in hex, as etcdctl shows them
+
+ETCD_TIMEOUT = 1.0  # seconds per etcd request; keeps every refresh well inside the TTL
+BACKOFF_FIRST = 0.1  # doubles after each failure, up to the refresh interval
+TRANSIENT = (ConnectionFailedError, ConnectionTimeoutError)
+
+
+def registry_key(service: str, instance_id: str, pid: int) -> str:
+    return f"registry/{service}/{instance_id}/{pid}"
+
+
+def traefik_server_key(service: str, slot: int) -> str:
+    return f"traefik/http/services/{service}/loadBalancer/servers/{slot}/url"
+
+
+def registry_record(settings: Settings, url: str, metrics_url: str, started_at: float) -> dict:
+    return {
+        "service": settings.service,
+        "instance": settings.instance_id,
+        "slot": settings.slot,
+        "version": settings.version,
+        "address": settings.address,
+        "url": url,
+        "metrics_url": metrics_url,
+        "pid": os.getpid(),
+        "started_at": started_at,
+    }
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+class Registration:
+    """Keeps this instance registered while `ready()` is true, from a background thread.
+
+    The lease is refreshed every TTL/3 s. If it is lost (expired during a pause,
+    etcd restarted without its data) the keys are written again under a new
+    lease. When `ready()` turns false the lease is revoked at once, so the
+    gateway stops routing here without waiting for the TTL.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        url: str,
+        metrics_url: str,
+        ready: Callable[[], bool],
+    ) -> None:
+        self.settings = settings
+        self.ready = ready
+        self.keys = (
+            traefik_server_key(settings.service, settings.slot),
+            registry_key(settings.service, settings.instance_id, os.getpid()),
+        )
+        record = registry_record(settings, url, metrics_url, time.time())
+        self.values = (url, json.dumps(record))
+        self._client = etcd3gw.client(
+            host=settings.etcd_host, port=settings.etcd_port, timeout=ETCD_TIMEOUT
+        )
+        self._lease: Lease | None = None
+        self._lock = threading.Lock()  # serialises lease changes between the thread and deregister
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registration", daemon=True)
+        self._started = 0.0
+
+    def start(self) -> None:
+        """Register (retrying until etcd answers) and keep the lease alive, in the background."""
+        self._started = time.monotonic()
+        self._thread.start()
+
+    def deregister(self) -> None:
+        """Revoke the lease (both keys vanish together) and stop keeping it alive."""
+        self._stop.set()
+        with self._lock:
+            self._withdraw("deregistered")
+        self._thread.join(timeout=2 * ETCD_TIMEOUT)
+
+    def _run(self) -> None:
+        interval = self.settings.lease_ttl / 3
+        backoff = BACKOFF_FIRST
+        last_refresh = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                if self._stop.is_set():
+                    break
+                try:
+                    if not self.ready():
+                        self._withdraw("withdrawn: instance not ready")
+                    elif self._lease is None:
+                        self._register()
+                    else:
+                        self._refresh(last_refresh)
+                    last_refresh = time.monotonic()
+                    backoff = BACKOFF_FIRST
+                    wait = interval
+                except Etcd3Exception as exc:
+                    log.warning(
+                        "etcd request failed",
+                        extra={"error": describe_error(exc), "retry_in": backoff},
+                    )
+                    wait, backoff = backoff, min(backoff * 2, interval)
+            self._stop.wait(wait)
+
+    def _register(self) -> None:
+        lease = self._client.lease(self.settings.lease_ttl)
+        puts = [
+            {"request_put": {"key": _b64(key), "value": _b64(value), "lease": lease.id}}
+            for key, value in zip(self.keys, self.values, strict=True)
+        ]
+        # One transaction: the Traefik server and the registry record appear together.
+        self._client.transaction({"compare": [], "success": puts, "failure": []})
+        self._lease = lease
+        log.info(
+            "registered",
+            extra={
+                "lease": f"{lease.id:x}",
+                "keys": list(self.keys),
+                "ttl": self.settings.lease_ttl,
+                "seconds_since_listening": round(time.monotonic() - self._started, 3),
+            },
+        )
+
+    def _refresh(self, last_refresh: float) -> None:
+        assert self._lease is not None
+        try:
+            ttl = self._lease.refresh()
+        except TRANSIENT:
+            # etcd is unreachable; once a whole TTL has passed the lease is surely gone.
+            if time.monotonic() - last_refresh > self.settings.lease_ttl:
+                self._lost("lease expired while etcd was unreachable")
+            raise
+        if ttl <= 0:
+            self._lost("lease lost")
+            self._register()
+
+    def _lost(self, why: str) -> None:
+        log.warning(why + "; registering again", extra={"lease": f"{self._lease.id:x}"})
+        self._lease = None
+
+    def _withdraw(self, why: str) -> None:
+        lease, self._lease = self._lease, None
+        if lease is None:
+            return
+        try:
+            lease.revoke()
+            log.info(why, extra={"lease": f"{lease.id:x}", "keys": list(self.keys)})
+        except Etcd3Exception as exc:
+            log.warning(
+                "could not revoke lease; keys expire with its TTL",
+                extra={"lease": f"{lease.id:x}", "error": describe_error(exc)},
+            )

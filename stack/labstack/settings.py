@@ -1,0 +1,143 @@
+"""A service's configuration, read once from LAB_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+MAX_SLOT = 10
+
+
+class SettingsError(Exception):
+    """One or more LAB_* variables are missing or invalid; the message names each."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    slot: int
+    version: str
+    host: str
+    port: int
+    etcd_host: str
+    etcd_port: int
+    lease_ttl: int = 3
+    drain_seconds: float = 0.3
+    metrics_port: int | None = None
+    gateway: str | None = None
+    text: str = "hello"
+
+    @property
+    def instance_id(self) -> str:
+        return f"{self.service}-{self.slot}"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        needs: Iterable[str] = (),
+        defaults: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Settings from `env` (default os.environ).
+
+        `needs` names optional variables this service cannot run without
+        (e.g. LAB_GATEWAY for web); `defaults` fills variables a service does
+        not care about (promsd has no slot). Every problem is reported at once.
+        """
+        source = {**(defaults or {}), **(os.environ if env is None else env)}
+        reader = _Reader(source)
+        for name in needs:
+            reader.text(name)
+        etcd_host, etcd_port = reader.url_host_port("LAB_ETCD")
+        settings = cls(
+            service=reader.text("LAB_SERVICE"),
+            slot=reader.integer("LAB_SLOT", low=1, high=MAX_SLOT),
+            version=reader.text("LAB_VERSION"),
+            host=reader.text("LAB_HOST"),
+            port=reader.integer("LAB_PORT", low=1, high=65535),
+            etcd_host=etcd_host,
+            etcd_port=etcd_port,
+            lease_ttl=reader.integer("LAB_LEASE_TTL", low=1, high=3600, default=3),
+            drain_seconds=reader.seconds("LAB_DRAIN_SECONDS", default=0.3),
+            metrics_port=reader.optional_port("LAB_METRICS_PORT"),
+            gateway=reader.optional_url("LAB_GATEWAY"),
+            text=source.get("LAB_TEXT", "hello"),
+        )
+        if reader.problems:
+            raise SettingsError("invalid service configuration: " + "; ".join(reader.problems))
+        return settings
+
+
+class _Reader:
+    """Parses variables, collecting problems instead of stopping at the first."""
+
+    def __init__(self, source: Mapping[str, str]) -> None:
+        self.source = source
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str:
+        value = self.source.get(name, "").strip()
+        if not value:
+            self.problems.append(f"{name} is not set")
+        return value
+
+    def integer(self, name: str, *, low: int, high: int, default: int | None = None) -> int:
+        raw = self.source.get(name, "").strip()
+        if not raw and default is not None:
+            return default
+        if not raw:
+            self.problems.append(f"{name} is not set")
+            return low
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            self.problems.append(f"{name} must be a whole number in {low}..{high}, got {raw!r}")
+            return low
+        return value
+
+    def seconds(self, name: str, *, default: float) -> float:
+        raw = self.source.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 60:
+            self.problems.append(f"{name} must be a number of seconds in 0..60, got {raw!r}")
+            return default
+        return value
+
+    def optional_port(self, name: str) -> int | None:
+        if not self.source.get(name, "").strip():
+            return None
+        return self.integer(name, low=1, high=65535)
+
+    def optional_url(self, name: str) -> str | None:
+        if not self.source.get(name, "").strip():
+            return None
+        self.url_host_port(name)
+        return self.source[name].strip().rstrip("/")
+
+    def url_host_port(self, name: str) -> tuple[str, int]:
+        raw = self.text(name)
+        if not raw:
+            return "", 0
+        try:
+            parts = urlsplit(raw)
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if parts is None or parts.scheme != "http" or not parts.hostname or port is None:
+            self.problems.append(f"{name} must look like http://HOST:PORT, got {raw!r}")
+            return "", 0
+        return parts.hostname, port

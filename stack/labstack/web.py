@@ -1,0 +1,132 @@
+"""web: the front service. Calls echo (HTTP) and routeguide (gRPC), both through the gateway.
+
+It never talks to an instance directly: routing, retries and balancing are
+the gateway's job. The caller's x-request-id (or a new one) goes to both hops
+and back in the response, so one request can be followed through the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import routeguide_pb2 as pb
+from . import routeguide_pb2_grpc as pb_grpc
+from .features import FEATURES
+from .httpservice import create_app, http_urls, serve_http
+from .logs import describe_error
+from .runtime import Lifecycle, bootstrap
+from .settings import Settings
+
+log = logging.getLogger("labstack.web")
+
+DOWNSTREAM_TIMEOUT = 2.0  # seconds per hop
+ECHO_HOST = "echo.localhost"  # the gateway routes by Host (HTTP) and authority (gRPC)
+ROUTEGUIDE_AUTHORITY = "routeguide.localhost"
+# Only ids that are safe in an HTTP header and in gRPC metadata are passed on.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(request: Request) -> str:
+    incoming = request.headers.get("x-request-id", "")
+    return incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def describe(error: BaseException) -> str:
+    """A one-line reason a hop failed, for the 502 body and the log."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"HTTP {error.response.status_code} from {error.request.url}"
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return describe_error(error)
+
+
+async def call_echo(client: httpx.AsyncClient, request_id: str) -> Any:
+    response = await client.get("/", headers={"x-request-id": request_id})
+    response.raise_for_status()
+    return response.json()
+
+
+async def call_routeguide(stub: pb_grpc.RouteGuideStub, request_id: str) -> dict[str, Any]:
+    place = random.choice(FEATURES)
+    call = stub.GetFeature(
+        pb.Point(latitude=place.latitude, longitude=place.longitude),
+        metadata=(("x-request-id", request_id),),
+        timeout=DOWNSTREAM_TIMEOUT,
+    )
+    feature = await call
+    served_by = (await call.initial_metadata()).get("x-instance")
+    return {"name": feature.name, "served_by": served_by}
+
+
+def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
+    assert settings.gateway is not None
+    gateway = urlsplit(settings.gateway)
+
+    @asynccontextmanager
+    async def downstreams(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        # Created inside the event loop: grpc.aio channels belong to the loop that made them.
+        channel = grpc.aio.insecure_channel(
+            f"{gateway.hostname}:{gateway.port}",
+            options=[("grpc.default_authority", ROUTEGUIDE_AUTHORITY)],
+        )
+        async with httpx.AsyncClient(
+            base_url=settings.gateway, headers={"Host": ECHO_HOST}, timeout=DOWNSTREAM_TIMEOUT
+        ) as echo:
+            try:
+                yield {"echo": echo, "routeguide": pb_grpc.RouteGuideStub(channel)}
+            finally:
+                await channel.close()
+
+    async def home(request: Request) -> Response:
+        request_id = request_id_of(request)
+        headers = {"x-request-id": request_id}
+        echo, feature = await asyncio.gather(
+            call_echo(request.state.echo, request_id),
+            call_routeguide(request.state.routeguide, request_id),
+            return_exceptions=True,
+        )
+        failed = {
+            hop: describe(result)
+            for hop, result in (("echo", echo), ("routeguide", feature))
+            if isinstance(result, BaseException)
+        }
+        if failed:
+            log.warning(
+                "downstream call failed", extra={"request_id": request_id, "failed": failed}
+            )
+            body = {"error": "downstream call failed", "failed": failed, "request_id": request_id}
+            return JSONResponse(body, status_code=502, headers=headers)
+        body = {
+            "instance": settings.instance_id,
+            "version": settings.version,
+            "echo": echo,
+            "feature": feature,
+        }
+        return JSONResponse(body, headers=headers)
+
+    return create_app(lifecycle, [Route("/", home)], lifespan=downstreams)
+
+
+def main() -> None:
+    settings = bootstrap(needs=("LAB_GATEWAY",))
+    lifecycle = Lifecycle(settings, **http_urls(settings))
+    serve_http(build(settings, lifecycle), settings, lifecycle)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Helpers for the service tests: a private etcd, service processes, bounded waits.
+
+Everything binds 127.0.9.x (services) or 127.0.0.1:237xx/238xx (etcd), away
+from the live stack's addresses.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import etcd3gw
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "stack"
+ETCD_BIN = Path(sys.executable).parent / "etcd"
+T = TypeVar("T")
+
+_hosts = itertools.count(10)  # each service process gets its own 127.0.9.N
+
+
+def next_host() -> str:
+    return f"127.0.9.{next(_hosts)}"
+
+
+def wait_until(probe: Callable[[], T], what: str, timeout: float, interval: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy; exceptions count as not yet."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last})")
+
+
+def free_port(host: str, first: int) -> int:
+    for port in range(first, first + 100):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {host} in {first}..{first + 99}")
+
+
+@dataclass
+class Etcd:
+    host: str
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def client(self) -> etcd3gw.Etcd3Client:
+        return etcd3gw.client(host=self.host, port=self.port, timeout=2)
+
+    def snapshot(self) -> dict[str, tuple[bytes, str | None]]:
+        """Every key with its value and lease, read in ONE range request (a consistent view)."""
+        return {
+            meta["key"].decode(): (value, meta.get("lease"))
+            for value, meta in self.client().get_all()
+        }
+
+
+def start_etcd(data_dir: Path, client_port: int, peer_port: int) -> Etcd:
+    host = "127.0.0.1"
+    client_url, peer_url = f"http://{host}:{client_port}", f"http://{host}:{peer_port}"
+    log = (data_dir.parent / f"etcd-{client_port}.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(ETCD_BIN),
+            "--name=test",
+            f"--data-dir={data_dir}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=test={peer_url}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    etcd = Etcd(host, client_port, process)
+    try:
+        wait_until(
+            lambda: httpx.get(f"{etcd.url}/health", timeout=1).json()["health"] == "true",
+            "etcd /health",
+            timeout=10,
+        )
+    except BaseException:
+        stop_process(process)
+        raise
+    return etcd
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=5)
+
+
+@dataclass
+class Service:
+    """One running service process and what it was started with."""
+
+    process: subprocess.Popen
+    env: dict[str, str]
+    log_path: Path
+
+    @property
+    def host(self) -> str:
+        return self.env["LAB_HOST"]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.env['LAB_HOST']}:{self.env['LAB_PORT']}"
+
+    def logs(self) -> list[dict[str, Any]]:
+        lines = self.log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def messages(self) -> list[str]:
+        return [line["msg"] for line in self.logs()]
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+
+def wait_registered(etcd: Etcd, service: Service, timeout: float = 5.0) -> dict[str, Any]:
+    """The two keys of `service`, once both exist: {"registry": (key, value, lease), ...}."""
+    name, slot = service.env["LAB_SERVICE"], service.env["LAB_SLOT"]
+    traefik_key = f"traefik/http/services/{name}/loadBalancer/servers/{slot}/url"
+    registry_key = f"registry/{name}/{name}-{slot}/{service.process.pid}"
+
+    def both() -> dict[str, Any] | None:
+        assert service.process.poll() is None, f"{name} exited with {service.process.returncode}"
+        keys = etcd.snapshot()
+        if traefik_key in keys and registry_key in keys:
+            return {"traefik": (traefik_key, *keys[traefik_key]),
+                    "registry": (registry_key, *keys[registry_key])}  # fmt: skip
+        return None
+
+    return wait_until(both, f"{name}-{slot} to register", timeout)

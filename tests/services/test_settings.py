@@ -1,0 +1,43 @@
+"""Settings.from_env: the one place LAB_* variables are read."""
+
+from __future__ import annotations
+
+import pytest
+from labstack.settings import Settings, SettingsError
+
+BASE = {
+    "LAB_SERVICE": "echo",
+    "LAB_SLOT": "2",
+    "LAB_VERSION": "v1",
+    "LAB_HOST": "127.0.9.2",
+    "LAB_PORT": "8080",
+    "LAB_ETCD": "http://127.0.0.1:2379",
+}
+
+
+def test_reads_required_and_defaults() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.instance_id == "echo-2"
+    assert settings.address == "127.0.9.2:8080"
+    assert (settings.etcd_host, settings.etcd_port) == ("127.0.0.1", 2379)
+    assert (settings.lease_ttl, settings.drain_seconds, settings.text) == (3, 0.3, "hello")
+    assert settings.metrics_port is None and settings.gateway is None
+
+
+def test_names_every_missing_or_invalid_variable() -> None:
+    env = {**BASE, "LAB_SLOT": "11", "LAB_PORT": "http", "LAB_ETCD": "127.0.0.1:2379"}
+    del env["LAB_VERSION"]
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env(env, needs=("LAB_GATEWAY",))
+    message = str(error.value)
+    for name in ("LAB_SLOT", "LAB_PORT", "LAB_ETCD", "LAB_VERSION is not set", "LAB_GATEWAY"):
+        assert name in message
+
+
+def test_optional_variables_are_validated() -> None:
+    env = {**BASE, "LAB_METRICS_PORT": "9100", "LAB_GATEWAY": "http://127.0.0.1:8000/"}
+    settings = Settings.from_env({**env, "LAB_LEASE_TTL": "5", "LAB_DRAIN_SECONDS": "0"})
+    assert (settings.metrics_port, settings.gateway) == (9100, "http://127.0.0.1:8000")
+    assert (settings.lease_ttl, settings.drain_seconds) == (5, 0.0)
+    with pytest.raises(SettingsError, match="LAB_LEASE_TTL"):
+        Settings.from_env({**env, "LAB_LEASE_TTL": "0"})

@@ -1,0 +1,230 @@
+"""run_load against a tiny real HTTP server on 127.0.8.1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import pytest
+
+from labkit.load import COLUMNS, run_load, share_by_instance, summarize
+
+pytestmark = pytest.mark.timeout(20)
+
+HOST = "127.0.8.1"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__((HOST, 0), _Handler)
+        self.instances = itertools.cycle(["blue-1", "blue-2"])
+        self.lock = threading.Lock()
+        self.clients: set[str] = set()
+        self.hosts: set[str] = set()
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that timed out closed its socket; the late write failing is expected.
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """`/` answers at once; `/slow?ms=N` after N ms; `/fail` with 500; `/retried` says 2 retries."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, delayed ACKs add ~40 ms to each.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        with self.server.lock:
+            self.server.clients.add(self.client_address[0])
+            self.server.hosts.add(self.headers.get("Host", ""))
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+            instance = next(self.server.instances)
+        try:
+            if url.path == "/slow":
+                time.sleep(int(parse_qs(url.query)["ms"][0]) / 1000)
+            self.send_response(500 if url.path == "/fail" else 200)
+            self.send_header("X-Instance", instance)
+            self.send_header("X-Version", "v1")
+            if url.path == "/retried":
+                self.send_header("X-Retry-Attempts", "2")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server():
+    srv = _Server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _url(srv: _Server, path: str = "/") -> str:
+    return f"http://{HOST}:{srv.server_address[1]}{path}"
+
+
+def test_open_loop_sends_rate_times_duration(server):
+    df = run_load(_url(server), rps=100, seconds=1.0, progress=False)
+
+    assert list(df.columns) == COLUMNS
+    assert 95 <= len(df) <= 100, f"expected ~100 requests, got {len(df)}"
+    assert (df["status"] == 200).all() and (df["error"] == "").all()
+    assert set(df["instance"]) == {"blue-1", "blue-2"} and set(df["version"]) == {"v1"}
+    # Requests are due on a fixed grid, and leave close to when they are due.
+    assert df["scheduled"].diff().dropna().round(6).eq(0.01).all()
+    assert (df["start"] - df["scheduled"]).median() < 0.02
+    assert (df["latency_from_scheduled_ms"] >= df["latency_ms"] - 1e-6).all()
+    assert df["retries"].eq(0).all() and df["client"].eq("").all()
+    assert df.attrs["mode"] == "open" and df.attrs["rps"] == 100
+    assert df.attrs["seconds"] == 1.0 and df.attrs["url"] == _url(server)
+    assert abs(df.attrs["started_at"] - time.time()) < 10
+
+
+def test_closed_loop_keeps_exactly_n_requests_in_flight(server):
+    df = run_load(_url(server, "/slow?ms=50"), concurrency=2, seconds=0.5, progress=False)
+
+    assert 10 <= len(df) <= 22, f"2 users x 0.5 s / 50 ms should make ~20 requests, got {len(df)}"
+    assert server.max_in_flight == 2
+    assert (df["scheduled"] == df["start"]).all()
+    assert df.attrs["mode"] == "closed" and df.attrs["concurrency"] == 2
+    assert df.attrs["rps"] is None
+
+
+def test_source_address_and_host_header_reach_the_server(server):
+    df = run_load(
+        _url(server), rps=20, seconds=0.25, host="echo.localhost",
+        source_address="127.0.8.66", progress=False,
+    )
+
+    assert server.clients == {"127.0.8.66"}
+    assert server.hosts == {"echo.localhost"}
+    assert df["client"].eq("127.0.8.66").all() and df.attrs["host"] == "echo.localhost"
+
+
+def test_slow_responses_become_timeouts_and_the_run_stays_bounded(server):
+    began = time.monotonic()
+    df = run_load(_url(server, "/slow?ms=1500"), rps=10, seconds=0.3, timeout=0.2, progress=False)
+
+    assert time.monotonic() - began < 0.3 + 0.2 + 1.0
+    assert len(df) == 3
+    assert (df["error"] == "timeout").all() and (df["status"] == 0).all()
+    assert df["latency_ms"].between(150, 600).all()
+    assert (df["instance"] == "").all()
+
+
+def test_refused_connection_is_a_connect_error():
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    df = run_load(f"http://{HOST}:{port}/", rps=20, seconds=0.2, progress=False)
+
+    assert len(df) == 4
+    assert (df["error"] == "connect").all() and (df["status"] == 0).all()
+
+
+def test_status_codes_and_retry_header_are_recorded(server):
+    failed = run_load(_url(server, "/fail"), rps=20, seconds=0.2, progress=False)
+    retried = run_load(_url(server, "/retried"), rps=20, seconds=0.2, progress=False)
+
+    assert (failed["status"] == 500).all() and (failed["error"] == "").all()
+    assert (retried["retries"] == 2).all()
+
+
+def test_works_inside_a_running_event_loop(server):
+    async def notebook_cell() -> pd.DataFrame:
+        # Jupyter runs cells inside an event loop; a sync call must still work there.
+        return run_load(_url(server), rps=20, seconds=0.25, progress=False)
+
+    df = asyncio.run(notebook_cell())
+    assert len(df) == 5 and (df["status"] == 200).all()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({}, "exactly one of rps="),
+        ({"rps": 10, "concurrency": 2}, "exactly one of rps="),
+        ({"rps": 0}, r"rps must be a number > 0 and <= 2000, got 0"),
+        ({"rps": 5000}, r"<= 2000"),
+        ({"rps": float("nan")}, r"<= 2000"),
+        ({"concurrency": 0}, r"concurrency must be an integer from 1 to 256, got 0"),
+        ({"concurrency": 1.5}, r"from 1 to 256"),
+        ({"rps": 10, "seconds": 0}, r"seconds must be > 0 and <= 600"),
+        ({"rps": 10, "seconds": 601}, r"<= 600"),
+        ({"rps": 10, "timeout": -1}, r"timeout must be > 0"),
+        ({"rps": 10, "source_address": "10.0.0.1"}, r"IPv4 address in 127\.0\.0\.0/8"),
+        ({"rps": 10, "source_address": "not-an-ip"}, r"got 'not-an-ip'"),
+    ],
+)
+def test_bad_arguments_name_the_valid_range(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run_load("http://127.0.8.1:9/", **kwargs)
+
+
+def test_url_must_be_absolute_http():
+    with pytest.raises(ValueError, match="http:// or https://"):
+        run_load("echo.localhost/", rps=10)
+
+
+def test_progress_goes_to_stderr_only_when_asked(server, capsys):
+    run_load(_url(server), rps=20, seconds=0.3, progress=True)
+    shown = capsys.readouterr().err
+    run_load(_url(server), rps=20, seconds=0.3)  # auto: silent when stderr is not a terminal
+    assert "load 20 rps" in shown and "6 done" in shown
+    assert capsys.readouterr().err == ""
+
+
+def _frame(rows: list[tuple[str, int, str, float]]) -> pd.DataFrame:
+    instance, status, error, latency = zip(*rows, strict=True)
+    return pd.DataFrame({
+        "instance": instance, "status": status, "error": error, "latency_ms": latency,
+    })
+
+
+def test_summarize_and_share_by_instance():
+    df = _frame(
+        [("a", 200, "", 10.0)] * 6
+        + [("b", 200, "", 20.0)] * 2
+        + [("b", 500, "", 30.0)] * 1
+        + [("", 0, "timeout", 1000.0)] * 1
+    )
+
+    summary = summarize(df)
+    assert list(summary.index) == ["(none)", "a", "b"]
+    assert summary["requests"].tolist() == [1, 6, 3]
+    assert summary["share"].tolist() == pytest.approx([0.1, 0.6, 0.3])
+    assert summary["errors"].tolist() == [1, 0, 1]
+    assert summary.loc["a", "p50_ms"] == 10.0 and summary.loc["b", "p50_ms"] == 20.0
+    assert summary.loc["b", "p99_ms"] == pytest.approx(29.8)
+
+    shares = share_by_instance(df)
+    assert shares.index.tolist() == ["a", "b"]
+    assert shares.tolist() == pytest.approx([0.75, 0.25])
+
+
+def test_share_by_instance_of_a_real_run_is_even(server):
+    shares = share_by_instance(run_load(_url(server), rps=50, seconds=0.4, progress=False))
+    assert shares.tolist() == pytest.approx([0.5, 0.5], abs=0.06)

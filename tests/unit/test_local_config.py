@@ -1,0 +1,41 @@
+import configparser
+
+import yaml
+
+from labkit.backends import local_config
+from labkit.gateway import route_keys
+from labkit.topology import MAX_REPLICAS, service
+
+
+def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
+    text = local_config.supervisord_conf(tmp_path)
+    conf = configparser.RawConfigParser()
+    conf.read_string(text)
+    for component in ("etcd", "promsd", "prometheus", "traefik"):
+        assert conf.get(f"program:{component}", "autostart") == "false"
+    programs = conf.get("group:echo", "programs").split(",")
+    assert programs == [f"echo-{n}" for n in range(1, MAX_REPLICAS + 1)]
+    env = conf.get("program:echo-2", "environment")
+    assert 'LAB_HOST="127.0.1.2"' in env and 'LAB_PORT="8080"' in env
+    # every process inherits the stack marker that `down` uses to reap strays
+    assert local_config.STATE_ENV in conf.get("supervisord", "environment")
+
+
+def test_traefik_applies_registry_changes_without_throttling(tmp_path):
+    static = local_config.traefik_static(tmp_path)
+    assert static["providers"]["providersThrottleDuration"] == "0s"
+    assert static["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
+    assert static["entryPoints"]["web"]["address"].startswith("127.0.0.1:")
+
+
+def test_prometheus_discovers_instances_through_the_registry():
+    config = local_config.prometheus_config()
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["services"]["http_sd_configs"][0]["url"].endswith("/targets")
+    yaml.safe_load(yaml.safe_dump(config))  # round-trips as YAML
+
+
+def test_route_keys_define_the_service_before_the_router():
+    keys = list(route_keys(service("echo")))
+    assert keys[0].startswith("traefik/http/services/echo/")
+    assert "traefik/http/routers/echo/rule" in keys

@@ -1,0 +1,43 @@
+import os
+import socket
+
+import pytest
+
+from labkit.errors import LabError, LabTimeout
+from labkit.ports import ensure_free, is_free
+from labkit.topology import Endpoint
+from labkit.waits import wait_for
+
+
+def test_wait_returns_the_first_truthy_value():
+    values = iter([0, None, "ready"])
+    assert wait_for(lambda: next(values), what="x", timeout=2, interval=0.01) == "ready"
+
+
+def test_wait_timeout_explains_itself():
+    def probe():
+        raise ConnectionRefusedError("port closed")
+
+    with pytest.raises(LabTimeout) as caught:
+        wait_for(probe, what="the thing", timeout=0.2, interval=0.05,
+                 diagnose=lambda: "thing: FATAL\nlast log line", hint="check the thing")
+    message = str(caught.value)
+    assert "waiting for the thing" in message
+    assert "ConnectionRefusedError: port closed" in message
+    assert "last log line" in message
+    assert "Hint: check the thing" in message
+
+
+def test_busy_port_is_reported_with_its_holder():
+    with socket.socket() as held:
+        held.bind(("127.0.8.200", 0))
+        held.listen()
+        endpoint = Endpoint("127.0.8.200", held.getsockname()[1])
+        assert not is_free(endpoint)
+        with pytest.raises(LabError) as caught:
+            ensure_free([("traefik web", endpoint)])
+    message = str(caught.value)
+    assert f"traefik web needs {endpoint.address}" in message
+    assert f"pid {os.getpid()}" in message
+    assert "nothing was started" in message
+    assert is_free(endpoint)
