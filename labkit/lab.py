@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-from . import plots
 from .backends.local import LocalBackend
 from .errors import LabError
 from .gateway import Gateway
@@ -42,8 +42,14 @@ class Lab:
         self.progress = progress
         self.registry = Registry()
         self.gateway = Gateway()
-        self.plot = plots
         self.uis = dict(UIS)
+
+    @property
+    def plot(self) -> ModuleType:
+        """labkit.plots, imported on first use (matplotlib is slow to import for the CLI)."""
+        from . import plots
+
+        return plots
 
     # ---- lifecycle -------------------------------------------------------
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import LabTimeout
+from .errors import LabError, LabTimeout
 
 T = TypeVar("T")
 
@@ -28,7 +28,8 @@ def wait_for(
     """Call `probe` until it returns something truthy; return that value.
 
     Exceptions raised by `probe` count as "not yet" (a port not open yet is
-    normal during start-up); the last one is reported if time runs out.
+    normal during start-up); the last one is reported if time runs out. A
+    LabError is final (e.g. the process crashed) and propagates at once.
     """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -37,6 +38,8 @@ def wait_for(
             result = probe()
             if result:
                 return result
+        except LabError:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
             last_error = exc
         if time.monotonic() >= deadline:

@@ -48,6 +48,7 @@ INFRA_ENDPOINTS = {
     "traefik api": INFRA.traefik_api,
 }
 START_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0  # above supervisord's stopwaitsecs, after which it SIGKILLs
 
 
 class LocalBackend:
@@ -86,7 +87,8 @@ class LocalBackend:
     def down(self, progress: Progress) -> None:
         if self.is_up():
             pid = self.supervisor.pid()
-            progress("stopping every process of the stack (supervisord shutdown)")
+            progress("stopping every process of the stack")
+            self._stop_everything()
             self.supervisor.shutdown()
             if not _wait_pid_gone(pid, timeout=20):
                 progress(f"supervisord (pid {pid}) did not exit in time; killing it")
@@ -97,6 +99,25 @@ class LocalBackend:
         for leftover in ("supervisor.sock", "supervisord.pid"):
             (self.state / leftover).unlink(missing_ok=True)
 
+    def _stop_everything(self) -> None:
+        """Instances first (they deregister while etcd still runs), then the infrastructure.
+
+        Each step signals all of its processes at once: supervisord's own shutdown
+        stops them one group after another, which takes seconds.
+        """
+        for group in SERVICES:
+            self.supervisor.stop_group(group)
+        self._wait_stopped(set(SERVICES))
+        self.supervisor.stop_all()
+        self._wait_stopped(set(SERVICES) | set(INFRA_COMPONENTS))
+
+    def _wait_stopped(self, groups: set[str]) -> None:
+        wait_for(
+            lambda: not any(p["group"] in groups and p["statename"] in ACTIVE_STATES
+                            for p in self.supervisor.processes()),
+            what=f"{', '.join(sorted(groups))} to stop", timeout=STOP_TIMEOUT,
+        )
+
     def _endpoints_needed(self) -> list[tuple[str, Endpoint]]:
         needed = list(INFRA_ENDPOINTS.items())
         for service in SERVICES.values():
@@ -106,8 +127,10 @@ class LocalBackend:
 
     def _start_supervisord(self, progress: Progress) -> None:
         progress(f"writing configuration to {self.state}")
-        # the registry is rebuilt from live instances: stale records would lie
-        shutil.rmtree(self.state / "etcd", ignore_errors=True)
+        # the registry is rebuilt from live instances (stale records would lie), and
+        # logs start afresh so that a log tail shows this run only
+        for stale in ("etcd", "logs"):
+            shutil.rmtree(self.state / stale, ignore_errors=True)
         local_config.write_all(self.state)
         progress("starting supervisord")
         conf = self.state / "supervisord.conf"

@@ -6,6 +6,7 @@ open `.lab/` and recognise what the components' documentation shows.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def _env_value(env: dict[str, str]) -> str:
 
 def _program(command: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
     program = {
-        "command": " ".join(command),
+        # supervisord splits the command like a shell and expands %(...)s in it
+        "command": shlex.join(command).replace("%", "%%"),
         "directory": str(paths.REPO),
         "autostart": "false",  # labkit starts components in dependency order
         "autorestart": "true",
@@ -148,8 +150,12 @@ def traefik_static(state: Path) -> dict:
     return {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "entryPoints": {
-            "web": {"address": INFRA.gateway.address},
-            "traefik": {"address": INFRA.traefik_api.address},
+            name: {
+                "address": endpoint.address,
+                # stop within a second at `down`, instead of Traefik's default 10 s grace
+                "transport": {"lifeCycle": {"graceTimeOut": "1s"}},
+            }
+            for name, endpoint in (("web", INFRA.gateway), ("traefik", INFRA.traefik_api))
         },
         "api": {"dashboard": True, "insecure": True},
         "ping": {"entryPoint": "traefik"},

@@ -49,6 +49,13 @@ class Supervisor:
     def stop(self, name: str, wait: bool = False) -> None:
         self._call("stopProcess", name, wait)
 
+    def stop_group(self, group: str) -> None:
+        """Signal every process of a group to stop, without waiting for any of them."""
+        self._call("stopProcessGroup", group, False)
+
+    def stop_all(self) -> None:
+        self._call("stopAllProcesses", False)
+
     def signal(self, name: str, signal_name: str) -> None:
         self._call("signalProcess", name, signal_name)
 

@@ -1,11 +1,13 @@
 """up/down: idempotent, refuses busy ports, leaves nothing behind."""
 
 import socket
+import sys
 
 import psutil
 import pytest
 
 from labkit.backends.local import INFRA_ENDPOINTS
+from labkit.backends import local_config
 from labkit.backends.local_config import STATE_ENV
 from labkit.errors import LabError
 from labkit.ports import is_free
@@ -51,5 +53,22 @@ def test_up_with_a_busy_port_names_it_and_starts_nothing(lab):
     message = str(caught.value)
     assert f"traefik web needs {INFRA.gateway.address}" in message
     assert f"pid {psutil.Process().pid}" in message
+    assert not lab.backend.is_up()
+    assert stack_processes(lab.backend.state) == []
+
+
+def test_a_component_that_fails_to_start_is_reported_with_its_log(lab, monkeypatch):
+    lab.down()
+    real_commands = local_config.infra_commands
+
+    def broken_traefik(state):
+        commands = real_commands(state)
+        commands["traefik"] = [sys.executable, "-c", "print('bad static config'); exit(1)"]
+        return commands
+
+    monkeypatch.setattr(local_config, "infra_commands", broken_traefik)
+    with pytest.raises(LabError, match="traefik failed to start") as caught:
+        lab.up()
+    assert "bad static config" in str(caught.value), "the error should carry the log tail"
     assert not lab.backend.is_up()
     assert stack_processes(lab.backend.state) == []

@@ -41,3 +41,12 @@ def test_busy_port_is_reported_with_its_holder():
     assert f"pid {os.getpid()}" in message
     assert "nothing was started" in message
     assert is_free(endpoint)
+
+
+def test_a_lab_error_in_the_probe_ends_the_wait_at_once():
+    def crashed():
+        raise LabError("traefik failed to start: FATAL")
+
+    with pytest.raises(LabError, match="FATAL") as caught:
+        wait_for(crashed, what="traefik", timeout=30)
+    assert not isinstance(caught.value, LabTimeout)
