@@ -28,9 +28,10 @@ import anyio
 import httpx
 import pandas as pd
 
-from .errors import LabTimeout
+from .errors import LabError, LabTimeout
 
-MAX_RPS = 2000
+# what one Python client process sustains on a 2-core machine (bench: ~1000 rps)
+MAX_RPS = 1000
 MAX_CONCURRENCY = 256
 MAX_SECONDS = 600
 MAX_TIMEOUT = 60
@@ -69,7 +70,9 @@ def run_load(
     Columns: scheduled, start, end (s since the run started), latency_ms,
     latency_from_scheduled_ms, status (0 = no response), error ("" or
     timeout / connect / read / other), instance and version (X-Instance,
-    X-Version headers), retries (X-Retry-Attempts), client.
+    X-Version headers), retries (X-Retry-Attempts), client. `df.attrs` keeps
+    the run's settings: url, mode ("open" or "closed"), rps, concurrency,
+    seconds, host, started_at (epoch seconds).
     """
     _validate(url, rps, concurrency, seconds, source_address, timeout)
     run = _Run(url, rps, concurrency, seconds, host, source_address, timeout)
@@ -126,36 +129,36 @@ def _validate(
     timeout: float,
 ) -> None:
     if (rps is None) == (concurrency is None):
-        raise ValueError(
+        raise LabError(
             "give exactly one of rps= (open loop, requests per second) "
             "or concurrency= (closed loop, number of users)"
         )
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise ValueError(f"url must be an http:// or https:// URL, got {url!r}") from exc
+        raise LabError(f"url must be an http:// or https:// URL, got {url!r}") from exc
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"url must be an http:// or https:// URL with a host, got {url!r}")
+        raise LabError(f"url must be an http:// or https:// URL with a host, got {url!r}")
     if rps is not None and not (_is_number(rps) and 0 < rps <= MAX_RPS):
-        raise ValueError(f"rps must be a number > 0 and <= {MAX_RPS}, got {rps!r}")
+        raise LabError(f"rps must be a number > 0 and <= {MAX_RPS}, got {rps!r}")
     if concurrency is not None and not (
         isinstance(concurrency, int) and not isinstance(concurrency, bool)
         and 1 <= concurrency <= MAX_CONCURRENCY
     ):
-        raise ValueError(
+        raise LabError(
             f"concurrency must be an integer from 1 to {MAX_CONCURRENCY}, got {concurrency!r}"
         )
     if not (_is_number(seconds) and 0 < seconds <= MAX_SECONDS):
-        raise ValueError(f"seconds must be > 0 and <= {MAX_SECONDS}, got {seconds!r}")
+        raise LabError(f"seconds must be > 0 and <= {MAX_SECONDS}, got {seconds!r}")
     if not (_is_number(timeout) and 0 < timeout <= MAX_TIMEOUT):
-        raise ValueError(f"timeout must be > 0 and <= {MAX_TIMEOUT} seconds, got {timeout!r}")
+        raise LabError(f"timeout must be > 0 and <= {MAX_TIMEOUT} seconds, got {timeout!r}")
     if source_address is not None:
         try:
             inside = ipaddress.IPv4Address(source_address) in LOOPBACK
         except ValueError:
             inside = False
         if not inside:
-            raise ValueError(
+            raise LabError(
                 f"source_address must be an IPv4 address in {LOOPBACK} "
                 f"(e.g. '127.0.0.66'), got {source_address!r}"
             )
@@ -301,30 +304,34 @@ class _Clients:
 def _run_in_thread(run: _Run, show: Callable[[str, bool], None] | None) -> None:
     """Run on a private event loop, so this works where a loop is already running (Jupyter)."""
     failure: list[BaseException] = []
+    # An Event, not Thread.join: on Python 3.11 a join interrupted by Ctrl-C makes later
+    # joins return at once, and the run would outlive the interrupted cell.
+    finished = threading.Event()
 
     def target() -> None:
         try:
             asyncio.run(run.main())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(exc)
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=target, name="labkit-load", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + run.seconds + run.timeout + 10.0
+    threading.Thread(target=target, name="labkit-load", daemon=True).start()
+    limit = run.seconds + run.timeout + 10.0
+    deadline = time.monotonic() + limit
     try:
-        while thread.is_alive() and time.monotonic() < deadline:
-            thread.join(0.25)
+        while not finished.wait(0.25) and time.monotonic() < deadline:
             if show:
                 show(_progress_line(run), False)
     except KeyboardInterrupt:
         # Stop scheduling; in-flight requests end within their timeout.
         run.stop.set()
-        thread.join(run.timeout + 2.0)
+        finished.wait(run.timeout + 2.0)
         raise
-    if thread.is_alive():
+    if not finished.is_set():
         run.stop.set()
         raise LabTimeout(
-            f"load run did not finish within {run.seconds + run.timeout + 10.0:g} s "
+            f"load run did not finish within {limit:g} s "
             f"({run.sent} requests sent, {len(run.rows)} finished)\n"
             "Hint: the machine may be too busy; try a lower rps or concurrency."
         )
@@ -336,7 +343,7 @@ def _run_in_thread(run: _Run, show: Callable[[str, bool], None] | None) -> None:
 
 def _progress_line(run: _Run, final: bool = False) -> str:
     elapsed = min(run.now(), run.seconds) if run.t0 else 0.0
-    filled = int(20 * elapsed / run.seconds)
+    filled = round(20 * elapsed / run.seconds)
     mode = f"{run.rps:g} rps" if run.rps is not None else f"{run.concurrency} users"
     line = (
         f"load {mode} [{'#' * filled}{'.' * (20 - filled)}] {elapsed:4.1f}/{run.seconds:g} s  "

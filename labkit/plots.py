@@ -10,11 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 STATUS_COLORS = {
     "2xx": "tab:green", "3xx": "tab:blue", "4xx": "tab:orange", "5xx": "tab:red",
-    "error": "dimgray",
+    "no response": "dimgray",
 }
 TIME_LABEL = "time since start (s)"
 # Above this max/min ratio a linear latency axis squeezes the fast requests into one bar.
@@ -50,8 +49,12 @@ def requests_per_instance(
     return ax
 
 
-def latency(df: pd.DataFrame, title: str | None = None) -> Figure:
-    """Latency over time (with p50/p99 per 0.5 s) beside the latency distribution."""
+def latency(df: pd.DataFrame, title: str | None = None) -> tuple[Axes, Axes]:
+    """Latency over time (with p50/p99 per 0.5 s) beside the latency distribution.
+
+    Returns the two panels (over time, distribution); `.figure` of either is the figure.
+    Not the Figure itself: Jupyter would draw a returned Figure a second time.
+    """
     _require_rows(df)
     fig, (over_time, dist) = plt.subplots(
         1, 2, figsize=(11, 4), width_ratios=[3, 2], layout="constrained"
@@ -63,7 +66,7 @@ def latency(df: pd.DataFrame, title: str | None = None) -> Figure:
     if (~answered).any():
         over_time.scatter(
             df.loc[~answered, "start"], ms[~answered], s=14, marker="x",
-            color=STATUS_COLORS["error"], label="no response",
+            color=STATUS_COLORS["no response"], label="no response",
         )
     bins = _bins(df, 0.5)
     per_bin = ms.groupby(bins.to_numpy()).quantile([0.5, 0.99]).unstack()
@@ -85,18 +88,18 @@ def latency(df: pd.DataFrame, title: str | None = None) -> Figure:
     dist.set(xlabel="latency (ms)", ylabel="requests (count)", title="Latency distribution")
     dist.legend(loc="upper right", fontsize="small")
     fig.suptitle(title or f"Latency ({_run_label(df)})")
-    return fig
+    return over_time, dist
 
 
 def status_over_time(
     df: pd.DataFrame, ax: Axes | None = None, bin_seconds: float = 0.5, title: str | None = None
 ) -> Axes:
-    """Stacked bars of responses per status class (2xx, 3xx, 4xx, 5xx, error) per time bin."""
+    """Stacked bars of responses per status class (2xx ... 5xx, no response) per time bin."""
     _require_rows(df)
     ax = ax or plt.subplots(figsize=(8, 4), layout="constrained")[1]
     status = df["status"]
     classes = (status // 100).astype(str) + "xx"
-    classes = classes.where(status > 0, "error")
+    classes = classes.where(status > 0, "no response")
     counts = pd.crosstab(_bins(df, bin_seconds), classes)
     counts = counts.reindex(range(counts.index.max() + 1), fill_value=0)
     bottom = np.zeros(len(counts))

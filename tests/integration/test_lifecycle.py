@@ -6,8 +6,8 @@ import sys
 import psutil
 import pytest
 
-from labkit.backends.local import INFRA_ENDPOINTS
 from labkit.backends import local_config
+from labkit.backends.local import INFRA_ENDPOINTS
 from labkit.backends.local_config import STATE_ENV
 from labkit.errors import LabError
 from labkit.ports import is_free

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import itertools
 import socket
@@ -13,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 import pytest
 
+from labkit.errors import LabError
 from labkit.load import COLUMNS, run_load, share_by_instance, summarize
 
 pytestmark = pytest.mark.timeout(20)
@@ -162,14 +164,24 @@ def test_works_inside_a_running_event_loop(server):
     assert len(df) == 5 and (df["status"] == 200).all()
 
 
+def test_ctrl_c_stops_the_run_within_the_request_timeout(server):
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_load(_url(server, "/slow?ms=100"), rps=20, seconds=10, timeout=1, progress=False)
+
+    assert time.monotonic() - began < 0.3 + 1.5
+    assert not any(t.name == "labkit-load" for t in threading.enumerate()), "run outlived Ctrl-C"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({}, "exactly one of rps="),
         ({"rps": 10, "concurrency": 2}, "exactly one of rps="),
-        ({"rps": 0}, r"rps must be a number > 0 and <= 2000, got 0"),
-        ({"rps": 5000}, r"<= 2000"),
-        ({"rps": float("nan")}, r"<= 2000"),
+        ({"rps": 0}, r"rps must be a number > 0 and <= 1000, got 0"),
+        ({"rps": 5000}, r"<= 1000"),
+        ({"rps": float("nan")}, r"<= 1000"),
         ({"concurrency": 0}, r"concurrency must be an integer from 1 to 256, got 0"),
         ({"concurrency": 1.5}, r"from 1 to 256"),
         ({"rps": 10, "seconds": 0}, r"seconds must be > 0 and <= 600"),
@@ -180,12 +192,12 @@ def test_works_inside_a_running_event_loop(server):
     ],
 )
 def test_bad_arguments_name_the_valid_range(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(LabError, match=message):
         run_load("http://127.0.8.1:9/", **kwargs)
 
 
 def test_url_must_be_absolute_http():
-    with pytest.raises(ValueError, match="http:// or https://"):
+    with pytest.raises(LabError, match="http:// or https://"):
         run_load("echo.localhost/", rps=10)
 
 

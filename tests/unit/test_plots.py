@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from labkit import plots
 from labkit.load import COLUMNS
@@ -84,10 +83,9 @@ def test_requests_per_instance_draws_into_a_given_axes_with_a_given_title():
     ("spread", "broken", "log"), [(0.2, False, False), (2.0, False, True), (0.2, True, True)]
 )
 def test_latency_has_a_time_panel_and_a_distribution(spread, broken, log):
-    fig = plots.latency(_run(spread=spread, broken=broken))
+    over_time, dist = plots.latency(_run(spread=spread, broken=broken))
 
-    assert isinstance(fig, Figure) and fig.get_suptitle()
-    over_time, dist = fig.axes
+    assert over_time.figure is dist.figure and over_time.figure.get_suptitle()
     _assert_labelled(over_time, "(s)", "(ms)")
     _assert_labelled(dist, "(ms)", "(count)")
     assert (dist.get_xscale() == "log") is log
@@ -100,7 +98,7 @@ def test_status_over_time_stacks_status_classes():
 
     _assert_labelled(ax, "(s)", "(count)")
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert legend == ["2xx", "5xx", "error"]
+    assert legend == ["2xx", "5xx", "no response"]
     heights = pd.Series([bar.get_height() for bar in ax.patches])
     assert heights.sum() == 400, "every request sits in exactly one bar"
 
