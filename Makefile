@@ -10,7 +10,7 @@ setup:  ## create the venv, install everything, generate stubs (idempotent)
 
 lab: setup  ## start the stack and open JupyterLab on the notebooks; stops the stack on exit
 	@$(BIN)/labkit up
-	@trap '$(BIN)/labkit down' EXIT INT TERM; \
+	@trap '$(BIN)/labkit down' EXIT; \
 	  $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ALLOW_ROOT)
 
 test: setup  ## run the whole suite: unit, live-stack integration, every notebook

