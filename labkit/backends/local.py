@@ -224,8 +224,13 @@ class LocalBackend:
             routed = gateway.servers(service.name)
             for slot in slots:
                 name = instance_name(service, slot)
-                pid = self._fail_if_crashed(name, f"{service.name}-{slot}")["pid"]
-                if (slot, pid) not in registered or _server_url(service, slot) not in routed:
+                info = self._fail_if_crashed(name, f"{service.name}-{slot}")
+                if (
+                    (slot, info["pid"]) not in registered
+                    or _server_url(service, slot) not in routed
+                    # supervisord calls a process RUNNING once it has lived `startsecs`
+                    or info["statename"] != "RUNNING"
+                ):
                     return False
             return True
 
