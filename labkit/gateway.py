@@ -16,12 +16,28 @@ from .topology import INFRA, SERVICES, Service
 ROOT = "traefik"
 
 
+HEALTH_CHECK_INTERVAL = "1s"
+HEALTH_CHECK_TIMEOUT = "500ms"
+
+
+def health_check_keys(service: Service) -> dict[str, str]:
+    """Traefik's active health check: liveness over HTTP, or the gRPC health protocol."""
+    prefix = f"{ROOT}/http/services/{service.name}/loadBalancer/healthCheck"
+    keys = {f"{prefix}/interval": HEALTH_CHECK_INTERVAL, f"{prefix}/timeout": HEALTH_CHECK_TIMEOUT}
+    if service.protocol == "grpc":
+        keys[f"{prefix}/mode"] = "grpc"
+    else:
+        keys[f"{prefix}/path"] = "/health"
+    return keys
+
+
 def route_keys(service: Service) -> dict[str, str]:
-    """Host-based router plus an (initially empty) load-balanced service."""
+    """Host-based router plus an (initially empty), health-checked load-balanced service."""
     router = f"{ROOT}/http/routers/{service.name}"
     return {
         # services first: a router naming a missing service is a (transient) Traefik error
         f"{ROOT}/http/services/{service.name}/loadBalancer/passHostHeader": "true",
+        **health_check_keys(service),
         f"{router}/rule": f"Host(`{service.host_rule}`)",
         f"{router}/service": service.name,
         f"{router}/entryPoints/0": "web",

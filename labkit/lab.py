@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-from .backends.local import LocalBackend
+from .backends.local import LocalBackend, instance_endpoints
 from .errors import LabError
+from .faults import Faults
 from .gateway import Gateway
 from .load import run_load
 from .ports import ensure_free
@@ -41,6 +43,8 @@ class Lab:
         self.backend = backend or LocalBackend()
         self.progress = progress
         self.registry = Registry()
+        self.faults_api = Faults(self.backend, progress)
+        self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-load")
         self.gateway = Gateway()
         self.uis = dict(UIS)
 
@@ -105,7 +109,8 @@ class Lab:
         active = self.backend.active_slots(svc)
         to_start = [s for s in range(1, replicas + 1) if s not in active]
         to_stop = [s for s in active if s > replicas]
-        ensure_free((f"{name}-{s}", svc.endpoint(s)) for s in to_start)
+        ensure_free(instance_endpoints(svc, to_start))
+        self.backend.set_desired_replicas(svc, replicas)
         self.backend.start_instances(svc, to_start, self.progress)
         self.backend.stop_instances(svc, to_stop, self.progress)
         return self.instances(name)
@@ -116,31 +121,49 @@ class Lab:
             service(name)
         return self.registry.instances(name)
 
-    def kill(self, name: str, instance: int) -> int:
-        """SIGKILL one instance (a crash); supervisord restarts it. Returns the killed pid."""
-        return self._signal(name, instance, "KILL", "killed")
+    # ---- faults (see labkit.faults) --------------------------------------
+
+    def kill(self, name: str, instance: int, restart: bool = True) -> int:
+        """Crash one instance (SIGKILL). supervisord restarts it unless restart=False.
+        Returns the killed pid."""
+        self._require_up()
+        return self.faults_api.crash(name, instance, restart=restart)
 
     def pause(self, name: str, instance: int) -> int:
-        """SIGSTOP one instance: alive but unresponsive (a hang). Returns its pid."""
-        return self._signal(name, instance, "STOP", "paused")
+        """Hang one instance (SIGSTOP): alive but unresponsive. Returns its pid."""
+        self._require_up()
+        return self.faults_api.hang(name, instance)
 
     def resume(self, name: str, instance: int) -> int:
         """SIGCONT a paused instance. Returns its pid."""
-        return self._signal(name, instance, "CONT", "resumed")
-
-    def _signal(self, name: str, instance: int, signal_name: str, verb: str) -> int:
-        svc = service(name)
         self._require_up()
-        active = self.backend.active_slots(svc)
-        if isinstance(instance, bool) or instance not in active:
-            raise LabError(
-                f"{name} has no running instance {instance!r}; running instances: "
-                f"{', '.join(map(str, active)) or 'none'}"
-            )
-        pid = self.backend.instance_pid(svc, instance)
-        self.backend.signal_instance(svc, instance, signal_name)
-        self.progress(f"{verb} {name}-{instance} (pid {pid})")
-        return pid
+        return self.faults_api.resume(name, instance)
+
+    def stop(self, name: str, instance: int) -> int:
+        """Stop one instance gracefully (SIGTERM: it deregisters, drains, exits)."""
+        self._require_up()
+        return self.faults_api.stop(name, instance)
+
+    def fault(self, name: str, instance: int, **faults: object) -> dict:
+        """Change how a running instance behaves, e.g. latency="200ms", jitter="50ms",
+        distribution="uniform", error_rate=0.2, unready=True. Returns its fault state."""
+        self._require_up()
+        return self.faults_api.inject(name, instance, **faults)
+
+    def slow_start(self, name: str, instance: int, seconds: float) -> None:
+        """Restart an instance that then stays unready for `seconds` (a slow warm-up)."""
+        self._require_up()
+        self.faults_api.slow_start(name, instance, seconds)
+
+    def faults(self) -> pd.DataFrame:
+        """Every fault in force: one row per instance and fault."""
+        self._require_up()
+        return self.faults_api.list()
+
+    def heal(self) -> None:
+        """Undo every fault and restore each service's declared replica count."""
+        self._require_up()
+        self.faults_api.heal()
 
     # ---- traffic -----------------------------------------------------------
 
@@ -153,6 +176,11 @@ class Lab:
         target, host = gateway_target(url)
         options.setdefault("host", host)
         return run_load(target, **options)
+
+    def start_load(self, url: str, **options) -> Future[pd.DataFrame]:
+        """Like load(), in the background: change the stack while traffic flows, then
+        call .result() on the returned future for the DataFrame."""
+        return self._background.submit(self.load, url, **options)
 
     def _require_up(self) -> None:
         if not self.backend.is_up():

@@ -76,7 +76,6 @@ def run_load(
     """
     _validate(url, rps, concurrency, seconds, source_address, timeout)
     run = _Run(url, rps, concurrency, seconds, host, source_address, timeout)
-    started_at = time.time()
     _run_in_thread(run, _progress_writer(progress))
     df = _frame(run.rows, source_address or "")
     df.attrs = {
@@ -86,7 +85,7 @@ def run_load(
         "concurrency": concurrency,
         "seconds": seconds,
         "host": host,
-        "started_at": started_at,
+        "started_at": run.epoch0,
     }
     return df
 
@@ -189,6 +188,7 @@ class _Run:
         self.errors = 0
         self.stop = threading.Event()
         self.t0 = 0.0
+        self.epoch0 = time.time()  # wall clock at t0: aligns rows with other event logs
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -198,7 +198,7 @@ class _Run:
         # anyio imports its asyncio backend on first use (~20 ms): not inside the measured run.
         await anyio.sleep(0)
         try:
-            self.t0 = time.perf_counter()
+            self.t0, self.epoch0 = time.perf_counter(), time.time()
             if self.rps is not None:
                 await self._open_loop(self.rps)
             else:

@@ -147,6 +147,38 @@ def share_over_time(
     return ax
 
 
+def discovery_timeline(
+    df: pd.DataFrame, events: pd.DataFrame, ax: Axes | None = None, title: str | None = None
+) -> Axes:
+    """Who served each request over time (one row per instance), with the registry's
+    up/down events (from `lab.registry.watch`) marked on each instance's row."""
+    _require_rows(df)
+    ax = ax or plt.subplots(figsize=(9, 4), layout="constrained")[1]
+    names = sorted((set(df["instance"]) | set(events["instance"])) - {""})
+    rows = {name: i for i, name in enumerate(names)}
+    failed = ~df["status"].between(200, 399)
+    served = df[~failed & df["instance"].isin(rows)]
+    answered = pd.Index(sorted(set(served["instance"])))
+    colors = dict(zip(answered, _instance_colors(df, answered), strict=True))
+    ax.scatter(served["start"], served["instance"].map(rows), s=6, marker="|",
+               color=served["instance"].map(colors).tolist(), label="request served")
+    if failed.any():
+        errors_row = len(names)
+        rows["failed requests"] = errors_row
+        ax.scatter(df.loc[failed, "start"], [errors_row] * int(failed.sum()), s=14, marker="x",
+                   color=STATUS_COLORS["5xx"], label="request failed")
+    t = events["time"] - df.attrs.get("started_at", 0)
+    for kind, marker, color in (("up", "^", "tab:green"), ("down", "v", "black")):
+        picked = events["event"] == kind
+        ax.scatter(t[picked], events.loc[picked, "instance"].map(rows), s=90, marker=marker,
+                   color=color, zorder=3, label=f"registry: {kind}")
+    ax.set_yticks(list(rows.values()), list(rows))
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set(xlabel=TIME_LABEL, title=title or f"Registry events and traffic ({_run_label(df)})")
+    _legend_outside(ax)
+    return ax
+
+
 def annotate(ax: Axes, t: float, label: str) -> Axes:
     """Mark time `t` (s since start) with a dotted line and a label, e.g. when a fault began."""
     ax.axvline(t, color="black", linestyle=":", linewidth=1.2)

@@ -9,6 +9,7 @@ expires; a graceful stop revokes the lease and the record vanishes at once.
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import etcd3gw
@@ -55,8 +56,61 @@ class Registry:
         frame = pd.DataFrame(rows, columns=COLUMNS)
         return frame.sort_values(["service", "slot", "age_s"]).reset_index(drop=True)
 
+    def watch(self, service: str | None = None) -> RegistryWatch:
+        """Start recording registry events (instances appearing and disappearing)."""
+        return RegistryWatch(service)
+
     def _ttl(self, lease_id: int) -> int | None:
         if not lease_id:
             return None
         ttl = etcd3gw.Lease(lease_id, self.etcd).ttl()
         return ttl if ttl >= 0 else None  # -1: the lease expired between the two calls
+
+
+class RegistryWatch:
+    """Registry events as they happen, recorded by a background thread.
+
+    Use as a context manager, or call stop(); `events()` can be read at any time.
+    Lease refreshes write nothing, so only arrivals ("up") and departures
+    ("down": a revoked or expired lease) show up.
+    """
+
+    EVENT_COLUMNS = ["time", "t", "event", "service", "instance", "pid"]
+
+    def __init__(self, service: str | None = None):
+        self.started = time.time()
+        self._rows: list[dict] = []
+        prefix = PREFIX + (f"{service}/" if service else "")
+        # a client of its own: the watch holds its HTTP stream open
+        self._events, self._cancel = etcd_client(timeout=None).watch_prefix(prefix)
+        self._thread = threading.Thread(target=self._record, daemon=True, name="registry-watch")
+        self._thread.start()
+
+    def _record(self) -> None:
+        for event in self._events:
+            now = time.time()
+            _, service, instance, pid = event["kv"]["key"].decode().split("/")
+            self._rows.append({
+                "time": now,
+                "t": now - self.started,
+                # PUT events carry no type in etcd's JSON gateway
+                "event": "down" if event.get("type") == "DELETE" else "up",
+                "service": service,
+                "instance": instance,
+                "pid": int(pid),
+            })
+
+    def events(self) -> pd.DataFrame:
+        """One row per event: time (epoch s), t (s since the watch started), event, ..."""
+        return pd.DataFrame(list(self._rows), columns=self.EVENT_COLUMNS)
+
+    def stop(self) -> pd.DataFrame:
+        self._cancel()
+        self._thread.join(timeout=2)
+        return self.events()
+
+    def __enter__(self) -> RegistryWatch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -42,6 +42,7 @@ class Service:
     replicas: int  # declared replica count at `up`
     version: str = "v1"
     metrics_port: int | None = None  # gRPC services expose /metrics on a side port
+    admin_offset: int = 10000  # the fault-injection API listens on port + offset, never routed
 
     @property
     def host_rule(self) -> str:
@@ -58,6 +59,18 @@ class Service:
         if self.metrics_port is None:
             return main
         return Endpoint(main.host, self.metrics_port + main.port - self.port)
+
+    def admin_endpoint(self, slot: int) -> Endpoint:
+        main = self.endpoint(slot)
+        return Endpoint(main.host, main.port + self.admin_offset)
+
+    def endpoints(self, slot: int) -> dict[str, Endpoint]:
+        """Every address instance `slot` binds, by purpose (to check they are free)."""
+        return {
+            "": self.endpoint(slot),
+            " admin": self.admin_endpoint(slot),
+            " metrics": self.metrics_endpoint(slot),
+        }
 
     @property
     def server_scheme(self) -> str:

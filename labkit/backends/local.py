@@ -9,12 +9,13 @@ process of the stack left behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import httpx
@@ -48,6 +49,7 @@ INFRA_ENDPOINTS = {
     "traefik api": INFRA.traefik_api,
 }
 START_TIMEOUT = 20.0
+REPLICAS_FILE = "replicas.json"  # the replica count asked for each service (scale, or up)
 STOP_TIMEOUT = 15.0  # above supervisord's stopwaitsecs, after which it SIGKILLs
 
 
@@ -121,16 +123,19 @@ class LocalBackend:
     def _endpoints_needed(self) -> list[tuple[str, Endpoint]]:
         needed = list(INFRA_ENDPOINTS.items())
         for service in SERVICES.values():
-            for slot in range(1, service.replicas + 1):
-                needed.append((f"{service.name}-{slot}", service.endpoint(slot)))
+            needed += instance_endpoints(service, range(1, service.replicas + 1))
         return needed
 
     def _start_supervisord(self, progress: Progress) -> None:
         progress(f"writing configuration to {self.state}")
         # the registry is rebuilt from live instances (stale records would lie), and
         # logs start afresh so that a log tail shows this run only
-        for stale in ("etcd", "logs"):
-            shutil.rmtree(self.state / stale, ignore_errors=True)
+        for stale in ("etcd", "logs", "faults", REPLICAS_FILE):
+            path = self.state / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         local_config.write_all(self.state)
         progress("starting supervisord")
         conf = self.state / "supervisord.conf"
@@ -246,6 +251,29 @@ class LocalBackend:
     def signal_instance(self, service: Service, slot: int, signal_name: str) -> None:
         self.supervisor.signal(instance_name(service, slot), signal_name)
 
+    def crash_instance(self, service: Service, slot: int, restart: bool) -> None:
+        name = instance_name(service, slot)
+        if restart:
+            self.supervisor.signal(name, "KILL")  # autorestart brings it back
+        else:
+            self.supervisor.kill_and_hold(name)
+
+    def restart_instance(self, service: Service, slot: int) -> None:
+        name = instance_name(service, slot)
+        self.supervisor.stop(name, wait=True)
+        self.supervisor.start(name)
+
+    def desired_replicas(self, service: Service) -> int:
+        path = self.state / REPLICAS_FILE
+        desired = json.loads(path.read_text()) if path.exists() else {}
+        return desired.get(service.name, service.replicas)
+
+    def set_desired_replicas(self, service: Service, replicas: int) -> None:
+        path = self.state / REPLICAS_FILE
+        desired = json.loads(path.read_text()) if path.exists() else {}
+        desired[service.name] = replicas
+        path.write_text(json.dumps(desired, indent=2))
+
     def instance_pid(self, service: Service, slot: int) -> int:
         return self.supervisor.info(instance_name(service, slot))["pid"]
 
@@ -289,6 +317,15 @@ class LocalBackend:
             except psutil.Error:
                 continue
         return reaped
+
+
+def instance_endpoints(service: Service, slots: Iterable[int]) -> list[tuple[str, Endpoint]]:
+    """(what, endpoint) for every address the given instances bind."""
+    return [
+        (f"{service.name}-{slot}{purpose}", endpoint)
+        for slot in slots
+        for purpose, endpoint in service.endpoints(slot).items()
+    ]
 
 
 def _server_url(service: Service, slot: int) -> str:

@@ -56,7 +56,12 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
     }
 
 
-def instance_environment(service: Service, slot: int) -> dict[str, str]:
+def faults_file(state: Path, service: Service, slot: int) -> Path:
+    """Start-up faults (slow start) an instance reads when it starts; see labkit.faults."""
+    return state / "faults" / f"{program_name(service, slot)}.json"
+
+
+def instance_environment(state: Path, service: Service, slot: int) -> dict[str, str]:
     endpoint = service.endpoint(slot)
     env = {
         "LAB_SERVICE": service.name,
@@ -67,6 +72,8 @@ def instance_environment(service: Service, slot: int) -> dict[str, str]:
         "LAB_ETCD": INFRA.etcd.url,
         "LAB_LEASE_TTL": str(LEASE_TTL_SECONDS),
         "LAB_GATEWAY": INFRA.gateway.url,
+        "LAB_ADMIN_PORT": str(service.admin_endpoint(slot).port),
+        "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
     }
     if service.metrics_port is not None:
         env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)
@@ -139,7 +146,7 @@ def supervisord_conf(state: Path) -> str:
         sections.append(_ini_section(f"group:{service.name}", {"programs": ",".join(programs)}))
         for slot, program in enumerate(programs, start=1):
             command = [sys.executable, "-m", service.module]
-            env = instance_environment(service, slot)
+            env = instance_environment(state, service, slot)
             sections.append(
                 _ini_section(f"program:{program}", _program(command, logs / f"{program}.log", env))
             )

@@ -56,6 +56,17 @@ class Supervisor:
     def stop_all(self) -> None:
         self._call("stopAllProcesses", False)
 
+    def kill_and_hold(self, name: str) -> None:
+        """SIGKILL a process and mark it stopped in one request (one turn of supervisord's
+        loop), so that it cannot be reaped and restarted in between."""
+        results = self._rpc.system.multicall([
+            {"methodName": "supervisor.signalProcess", "params": [name, "KILL"]},
+            {"methodName": "supervisor.stopProcess", "params": [name, False]},
+        ])
+        failed = [r["faultString"] for r in results if isinstance(r, dict) and "faultCode" in r]
+        if failed:
+            raise LabError(f"supervisord refused to kill {name}: {'; '.join(failed)}")
+
     def signal(self, name: str, signal_name: str) -> None:
         self._call("signalProcess", name, signal_name)
 

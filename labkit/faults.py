@@ -1,0 +1,226 @@
+"""Failure injection: break instances in every realistic way, and undo it all.
+
+Process faults go through supervisord (crash = SIGKILL, hang = SIGSTOP,
+graceful stop = SIGTERM). Behaviour faults (latency, errors, failing
+readiness, slow start) go to each instance's loopback-only admin API
+(stack/labstack/admin.py); a slow start is read by the instance when it
+starts, from a file labkit writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable
+
+import httpx
+import pandas as pd
+import psutil
+
+from .backends.local import LocalBackend
+from .backends.local_config import faults_file
+from .errors import LabError
+from .topology import SERVICES, Service, service
+
+Progress = Callable[[str], None]
+
+BEHAVIOUR_FAULTS = ("latency", "jitter", "distribution", "error_rate", "unready")
+DISTRIBUTIONS = ("fixed", "uniform", "exponential")
+PROCESS_FAULTS = ("crash", "hang", "stop", "slow_start")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
+
+
+def duration_ms(value: object, what: str) -> float:
+    """200, "200ms" or "0.2s" -> 200.0; anything negative or unparsable is refused."""
+    if isinstance(value, bool):
+        raise LabError(f"{what} must be a duration like 200, '200ms' or '0.2s', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise LabError(f"{what} must not be negative, got {value!r}")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise LabError(f"{what} must be a duration like 200, '200ms' or '0.2s', got {value!r}")
+    number, unit = float(match.group(1)), match.group(2) or "ms"
+    return number * 1000 if unit == "s" else number
+
+
+def behaviour_body(**faults: object) -> dict:
+    """The admin API's body for the given faults, validated before anything is sent."""
+    unknown = sorted(set(faults) - set(BEHAVIOUR_FAULTS))
+    if unknown:
+        raise LabError(f"unknown fault {', '.join(map(repr, unknown))}; valid faults: "
+                       f"{', '.join(BEHAVIOUR_FAULTS)} (and kill/pause/stop/slow_start)")
+    body: dict = {}
+    if "latency" in faults:
+        if faults["latency"] is None:
+            body["latency"] = None
+        else:
+            distribution = faults.get("distribution", "fixed")
+            if distribution not in DISTRIBUTIONS:
+                raise LabError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
+                               f"got {distribution!r}")
+            body["latency"] = {
+                "ms": duration_ms(faults["latency"], "latency"),
+                "jitter_ms": duration_ms(faults.get("jitter", 0), "jitter"),
+                "distribution": distribution,
+            }
+    elif "jitter" in faults or "distribution" in faults:
+        raise LabError("jitter and distribution shape an added latency: pass latency= too")
+    if "error_rate" in faults:
+        rate = faults["error_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            raise LabError(f"error_rate must be a number between 0 and 1, got {rate!r}")
+        body["error_rate"] = float(rate)
+    if "unready" in faults:
+        if not isinstance(faults["unready"], bool):
+            raise LabError(f"unready must be True or False, got {faults['unready']!r}")
+        body["unready"] = faults["unready"]
+    return body
+
+
+class Faults:
+    def __init__(self, backend: LocalBackend, progress: Progress):
+        self.backend = backend
+        self.progress = progress
+        self.admin = httpx.Client(timeout=1.0)
+
+    # ---- process faults ----------------------------------------------------
+
+    def crash(self, name: str, instance: int, restart: bool = True) -> int:
+        svc, pid = self._running(name, instance)
+        self.backend.crash_instance(svc, instance, restart=restart)
+        then = "supervisord restarts it" if restart else "it stays down"
+        self.progress(f"crashed {name}-{instance} (SIGKILL to pid {pid}); {then}")
+        return pid
+
+    def hang(self, name: str, instance: int) -> int:
+        svc, pid = self._running(name, instance)
+        self.backend.signal_instance(svc, instance, "STOP")
+        self.progress(f"paused {name}-{instance} (SIGSTOP to pid {pid}): alive, unresponsive")
+        return pid
+
+    def resume(self, name: str, instance: int) -> int:
+        svc, pid = self._running(name, instance)
+        self.backend.signal_instance(svc, instance, "CONT")
+        self.progress(f"resumed {name}-{instance} (SIGCONT to pid {pid})")
+        return pid
+
+    def stop(self, name: str, instance: int) -> int:
+        svc, pid = self._running(name, instance)
+        self.backend.stop_instances(svc, [instance], self.progress)
+        return pid
+
+    def slow_start(self, name: str, instance: int, seconds: float) -> None:
+        svc, _pid = self._running(name, instance)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise LabError(f"slow start must be a number of seconds >= 0, got {seconds!r}")
+        path = faults_file(self.backend.state, svc, instance)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"slow_start_s": seconds}))
+        self.backend.restart_instance(svc, instance)
+        self.progress(f"restarted {name}-{instance}; it will not be ready for {seconds:g} s")
+
+    # ---- behaviour faults --------------------------------------------------
+
+    def inject(self, name: str, instance: int, **faults: object) -> dict:
+        body = behaviour_body(**faults)
+        if not body:
+            raise LabError(f"no fault given; valid faults: {', '.join(BEHAVIOUR_FAULTS)}")
+        svc, _pid = self._running(name, instance)
+        state = self._admin(svc, instance, "PUT", body)
+        self.progress(f"{name}-{instance}: {describe(state)}")
+        return state
+
+    # ---- seeing and undoing ------------------------------------------------
+
+    def list(self) -> pd.DataFrame:
+        """Every fault in force, one row each: instance, fault, detail."""
+        rows = []
+        for svc in SERVICES.values():
+            active = self.backend.active_slots(svc)
+            for slot in range(1, self.backend.desired_replicas(svc) + 1):
+                if slot not in active:
+                    rows.append((svc.name, f"{svc.name}-{slot}", "stopped", "not running"))
+            for slot in active:
+                rows += [(svc.name, f"{svc.name}-{slot}", kind, detail)
+                         for kind, detail in self._instance_faults(svc, slot)]
+        return pd.DataFrame(rows, columns=["service", "instance", "fault", "detail"])
+
+    def heal(self) -> None:
+        """Undo every fault, and bring each service back to its declared replica count."""
+        for svc in SERVICES.values():
+            for slot in self.backend.active_slots(svc):
+                if self._paused(svc, slot):
+                    self.backend.signal_instance(svc, slot, "CONT")
+                faults_file(self.backend.state, svc, slot).unlink(missing_ok=True)
+                # one still starting has no API yet; it comes up clean, its file is gone
+                with contextlib.suppress(LabError):
+                    self._admin(svc, slot, "DELETE")
+            desired = self.backend.desired_replicas(svc)
+            missing = [s for s in range(1, desired + 1) if s not in self.backend.active_slots(svc)]
+            self.backend.start_instances(svc, missing, self.progress)
+            self.backend.wait_routed(svc, list(range(1, desired + 1)))
+        self.progress("healed: no fault in force, every service at its declared replicas")
+
+    # ---- helpers -----------------------------------------------------------
+
+    def _running(self, name: str, instance: int) -> tuple[Service, int]:
+        svc = service(name)
+        active = self.backend.active_slots(svc)
+        if isinstance(instance, bool) or instance not in active:
+            raise LabError(f"{name} has no running instance {instance!r}; running instances: "
+                           f"{', '.join(map(str, active)) or 'none'}")
+        return svc, self.backend.instance_pid(svc, instance)
+
+    def _paused(self, svc: Service, slot: int) -> bool:
+        try:
+            return psutil.Process(self.backend.instance_pid(svc, slot)).status() == "stopped"
+        except psutil.Error:
+            return False
+
+    def _instance_faults(self, svc: Service, slot: int) -> list[tuple[str, str]]:
+        if self._paused(svc, slot):
+            return [("hang", "paused (SIGSTOP)")]
+        try:
+            state = self._admin(svc, slot, "GET")
+        except LabError as error:
+            return [("unreachable", str(error).splitlines()[0])]
+        found = []
+        if state.get("latency"):
+            found.append(("latency", describe({"latency": state["latency"]})))
+        if state.get("error_rate"):
+            found.append(("error_rate", f"{state['error_rate']:.0%} of requests fail"))
+        if state.get("unready"):
+            found.append(("unready", "alive, failing readiness"))
+        if state.get("slow_start_remaining_s"):
+            found.append(("slow_start", f"ready in {state['slow_start_remaining_s']:.1f} s"))
+        return found
+
+    def _admin(self, svc: Service, slot: int, method: str, body: dict | None = None) -> dict:
+        url = f"{svc.admin_endpoint(slot).url}/admin/faults"
+        try:
+            response = self.admin.request(method, url, json=body)
+        except httpx.HTTPError as error:
+            raise LabError(
+                f"{svc.name}-{slot}'s admin API at {url} did not answer: {error}"
+            ) from None
+        if response.status_code != 200:
+            detail = response.json().get("error", response.text)
+            raise LabError(f"{svc.name}-{slot} refused the fault: {detail}")
+        return response.json()
+
+
+def describe(state: dict) -> str:
+    """A one-line summary of an admin API state, for progress messages."""
+    parts = []
+    latency = state.get("latency")
+    if latency:
+        jitter = f" ± {latency['jitter_ms']:g}" if latency.get("jitter_ms") else ""
+        parts.append(f"+{latency['ms']:g}{jitter} ms latency ({latency['distribution']})")
+    if state.get("error_rate"):
+        parts.append(f"{state['error_rate']:.0%} errors")
+    if state.get("unready"):
+        parts.append("unready")
+    return ", ".join(parts) or "no behaviour fault"
