@@ -37,7 +37,7 @@ def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
 
 
 def main() -> None:
-    settings = bootstrap()
+    settings = bootstrap(needs=("LAB_ADMIN_PORT",))
     lifecycle = Lifecycle(settings, **http_urls(settings))
     serve_http(build(settings, lifecycle), settings, lifecycle)
 

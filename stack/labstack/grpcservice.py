@@ -13,11 +13,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from prometheus_client import Counter, Histogram, start_http_server
 
+from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
 from .runtime import GRACE_SECONDS, Lifecycle
 from .settings import Settings
 
 log = logging.getLogger("labstack")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 # Names and labels as in go-grpc-prometheus, so the usual queries and dashboards apply.
 HANDLED = Counter(
@@ -41,10 +45,15 @@ _KINDS = {  # (request_streaming, response_streaming) -> grpc_type, handler attr
 
 
 class InstanceInterceptor(grpc.ServerInterceptor):
-    """Every RPC sends x-instance/x-version initial metadata and is counted and timed."""
+    """Every RPC sends x-instance/x-version initial metadata and is counted and timed.
 
-    def __init__(self, settings: Settings) -> None:
+    RPCs of the application's services also get the injected faults (labstack.faults);
+    gRPC's own services (grpc.health.*, grpc.reflection.*) never do.
+    """
+
+    def __init__(self, settings: Settings, faults: FaultState) -> None:
         self.metadata = (("x-instance", settings.instance_id), ("x-version", settings.version))
+        self.faults = faults
 
     def intercept_service(
         self,
@@ -58,18 +67,30 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         kind, attribute, factory = _KINDS[handler.request_streaming, handler.response_streaming]
         labels = (service, method, kind)
         behaviour = getattr(handler, attribute)
+        faulty = not service.startswith("grpc.")
         wrap = self._wrap_stream if handler.response_streaming else self._wrap_unary
         return factory(
-            wrap(behaviour, labels),
+            wrap(behaviour, labels, faulty),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
 
-    def _wrap_unary(self, behaviour: Callable, labels: tuple[str, str, str]) -> Callable:
+    def _inject(self, context: grpc.ServicerContext) -> None:
+        plan = self.faults.plan()
+        if plan.delay_s:
+            time.sleep(plan.delay_s)  # holds this RPC's worker thread: see MAX_WORKERS
+        if plan.fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "injected fault")
+
+    def _wrap_unary(
+        self, behaviour: Callable, labels: tuple[str, str, str], faulty: bool
+    ) -> Callable:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             context.send_initial_metadata(self.metadata)
             start, code = time.perf_counter(), grpc.StatusCode.OK
             try:
+                if faulty:
+                    self._inject(context)
                 return behaviour(request, context)
             except Exception:
                 code = grpc.StatusCode.UNKNOWN
@@ -79,11 +100,15 @@ class InstanceInterceptor(grpc.ServerInterceptor):
 
         return handle
 
-    def _wrap_stream(self, behaviour: Callable, labels: tuple[str, str, str]) -> Callable:
+    def _wrap_stream(
+        self, behaviour: Callable, labels: tuple[str, str, str], faulty: bool
+    ) -> Callable:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             context.send_initial_metadata(self.metadata)
             start, code = time.perf_counter(), grpc.StatusCode.OK
             try:
+                if faulty:
+                    self._inject(context)
                 yield from behaviour(request, context)
             except GeneratorExit:  # the client went away mid-stream
                 code = grpc.StatusCode.CANCELLED
@@ -119,16 +144,17 @@ def serve_grpc(
 ) -> None:
     """Start `server` (its port already added) and serve until SIGTERM/SIGINT, then stop in order.
 
-    `services` are the names reported SERVING by the health service, besides "".
+    `services` are the names the health service reports, besides "": SERVING
+    while the instance is ready, NOT_SERVING otherwise.
     """
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    lifecycle.start_admin()
     assert settings.metrics_port is not None
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
+    lifecycle.watch(_health_follower(health_servicer, services, lifecycle))
     server.start()
-    for name in ("", *services):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     lifecycle.serving()
 
     while not stop.wait(0.5):  # wakes up often so signals are handled promptly
@@ -139,3 +165,19 @@ def serve_grpc(
     server.stop(GRACE_SECONDS).wait(GRACE_SECONDS + 1)
     metrics_server.shutdown()
     log.info("shutdown: done")
+
+
+def _health_follower(
+    health_servicer: health.HealthServicer, services: Sequence[str], lifecycle: Lifecycle
+) -> Callable[[], None]:
+    """A readiness watcher that sets the health status of "" and `services`; sets it once now."""
+    lock = threading.Lock()  # read and set together, so a stale status never lands last
+
+    def follow() -> None:
+        with lock:
+            status = SERVING if lifecycle.is_ready() else NOT_SERVING
+            for name in ("", *services):
+                health_servicer.set(name, status)
+
+    follow()  # the servicer starts with "" SERVING: not true before serving()
+    return follow

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
 from .runtime import GRACE_SECONDS, STARTUP_TIMEOUT, Lifecycle
 from .settings import Settings
@@ -64,6 +65,30 @@ class RedMiddleware:
             DURATION.labels(scope["method"], path).observe(time.perf_counter() - start)
 
 
+class FaultMiddleware:
+    """Injected latency and errors (see labstack.faults) for one route of the service.
+
+    Wrapped around each route rather than the app: /health, /ready and /metrics
+    stay exempt, and RED metrics still label injected errors by route template.
+    """
+
+    def __init__(self, app: ASGIApp, faults: FaultState, instance_id: str) -> None:
+        self.app = app
+        self.faults = faults
+        self.failure = JSONResponse(
+            {"error": "injected fault", "instance": instance_id}, status_code=500
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        plan = self.faults.plan()
+        if plan.delay_s:
+            await asyncio.sleep(plan.delay_s)  # not time.sleep: other requests keep flowing
+        if plan.fail:
+            await self.failure(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def service_routes(lifecycle: Lifecycle) -> list[BaseRoute]:
     """/health (liveness), /ready (readiness) and /metrics, the same for every HTTP service."""
 
@@ -83,9 +108,13 @@ def service_routes(lifecycle: Lifecycle) -> list[BaseRoute]:
 
 def create_app(
     lifecycle: Lifecycle,
-    routes: Sequence[BaseRoute],
+    routes: Sequence[Route],
     lifespan: Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]] | None = None,
 ) -> Starlette:
+    """The service's `routes`, which get injected faults, plus the shared service routes."""
+    for route in routes:
+        # What Route(middleware=...) does, for routes the services have already built.
+        route.app = FaultMiddleware(route.app, lifecycle.faults, lifecycle.settings.instance_id)
     return Starlette(
         routes=[*routes, *service_routes(lifecycle)],
         middleware=[Middleware(RedMiddleware)],
@@ -125,6 +154,7 @@ async def _serve(app: ASGIApp, settings: Settings, lifecycle: Lifecycle) -> None
         headers=[("X-Instance", settings.instance_id), ("X-Version", settings.version)],
     )
     server = _Server(config)
+    lifecycle.start_admin()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

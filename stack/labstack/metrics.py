@@ -10,7 +10,7 @@ than `instance`, which Prometheus reserves for the scrape address.
 
 from __future__ import annotations
 
-from prometheus_client import Gauge, disable_created_metrics
+from prometheus_client import Counter, Gauge, disable_created_metrics
 
 from .settings import Settings
 
@@ -25,6 +25,14 @@ _INSTANCE_INFO = Gauge(
     "Identity of this process; always 1",
     ["service", "lab_instance", "version"],
 )
+
+INJECTED = Counter(
+    "lab_injected_faults_total",
+    "Requests given an injected fault (see labstack.faults), by kind",
+    ["kind"],
+)
+for _kind in ("latency", "error"):
+    INJECTED.labels(_kind)  # both series exist at 0, so rate() works before the first fault
 
 
 def publish_identity(settings: Settings) -> None:

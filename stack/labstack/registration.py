@@ -65,8 +65,9 @@ class Registration:
 
     The lease is refreshed every TTL/3 s. If it is lost (expired during a pause,
     etcd restarted without its data) the keys are written again under a new
-    lease. When `ready()` turns false the lease is revoked at once, so the
-    gateway stops routing here without waiting for the TTL.
+    lease. When `ready()` turns false the lease is revoked, so the gateway
+    stops routing here without waiting for the TTL; `wake()` makes that (and
+    registering again) happen at once rather than at the next refresh.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class Registration:
         self._lease: Lease | None = None
         self._lock = threading.Lock()  # serialises lease changes between the thread and deregister
         self._stop = threading.Event()
+        self._wake = threading.Event()  # ends the wait between two rounds of the loop
         self._thread = threading.Thread(target=self._run, name="registration", daemon=True)
         self._started = 0.0
 
@@ -99,9 +101,14 @@ class Registration:
         self._started = time.monotonic()
         self._thread.start()
 
+    def wake(self) -> None:
+        """Readiness may have changed: act on it now."""
+        self._wake.set()
+
     def deregister(self) -> None:
         """Revoke the lease (both keys vanish together) and stop keeping it alive."""
         self._stop.set()
+        self._wake.set()
         with self._lock:
             self._withdraw("deregistered")
         self._thread.join(timeout=2 * ETCD_TIMEOUT)
@@ -130,7 +137,8 @@ class Registration:
                         extra={"error": describe_error(exc), "retry_in": backoff},
                     )
                     wait, backoff = backoff, min(backoff * 2, interval)
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()  # before the next ready() check, so no change is missed
 
     def _register(self) -> None:
         lease = self._client.lease(self.settings.lease_ttl)

@@ -13,9 +13,11 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
-from .logs import configure_logging
+from . import admin
+from .faults import FaultState, parse_faults_file
+from .logs import configure_logging, describe_error
 from .metrics import publish_identity
 from .registration import Registration
 from .settings import Settings, SettingsError
@@ -38,29 +40,79 @@ def bootstrap(*, needs: Iterable[str] = (), defaults: Mapping[str, str] | None =
     return settings
 
 
+def read_slow_start(path: str | None) -> float:
+    """Seconds of slow start asked for by LAB_FAULTS_FILE; none if the file does not exist.
+
+    A bad file is logged and ignored: an instance must never crash-loop on it.
+    """
+    if path is None:
+        return 0.0
+    try:
+        with open(path, encoding="utf-8") as file:
+            return parse_faults_file(file.read())
+    except FileNotFoundError:
+        return 0.0
+    except (OSError, ValueError) as exc:  # FaultError and UnicodeDecodeError are ValueErrors
+        log.error("ignoring the faults file", extra={"file": path, "error": describe_error(exc)})
+        return 0.0
+
+
 class Lifecycle:
-    """Readiness and registration of one instance; both HTTP and gRPC servers drive it."""
+    """Readiness and registration of one instance; both HTTP and gRPC servers drive it.
+
+    Ready means listening, not shutting down, not `unready` and past any slow start.
+    Every change of the faults is passed on at once to the registration (which
+    withdraws or registers) and to the watchers (gRPC health).
+    """
 
     def __init__(self, settings: Settings, *, url: str, metrics_url: str) -> None:
         self.settings = settings
-        self._ready = threading.Event()
+        self._listening = threading.Event()  # set from serving() until withdraw()
+        self._watchers: list[Callable[[], None]] = []
+        self.faults = FaultState(on_change=self._changed)
+        self.slow_start_s = read_slow_start(settings.faults_file)
         self.registration = Registration(
-            settings, url=url, metrics_url=metrics_url, ready=self._ready.is_set
+            settings, url=url, metrics_url=metrics_url, ready=self.is_ready
         )
 
     def is_ready(self) -> bool:
-        return self._ready.is_set()
+        return self._listening.is_set() and self.faults.ready()
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever readiness may have changed."""
+        self._watchers.append(callback)
+
+    def start_admin(self) -> None:
+        """Serve the admin API; called before the service listens, so a taken port fails fast."""
+        admin.start_admin(self.settings, self.faults, self.is_ready)
 
     def serving(self) -> None:
-        """The socket is listening: become ready and register."""
-        self._ready.set()
-        log.info("serving", extra={"address": self.settings.address})
+        """The socket is listening: become ready (after any slow start) and register."""
+        self.faults.start_slow_start(self.slow_start_s)
+        self._listening.set()
+        log.info(
+            "serving", extra={"address": self.settings.address, "slow_start_s": self.slow_start_s}
+        )
+        if self.slow_start_s:
+            timer = threading.Timer(self.slow_start_s, self._end_slow_start)
+            timer.daemon = True
+            timer.start()
         self.registration.start()
+        self._changed()
 
     def withdraw(self) -> None:
         """Steps 1-3 of the shutdown order (blocking)."""
         log.info("shutdown: not ready, deregistering")
-        self._ready.clear()
+        self._listening.clear()
         self.registration.deregister()
         log.info("shutdown: draining", extra={"seconds": self.settings.drain_seconds})
         time.sleep(self.settings.drain_seconds)
+
+    def _end_slow_start(self) -> None:
+        if self.faults.end_slow_start():  # False if DELETE /admin/faults ended it earlier
+            log.info("slow start over", extra={"seconds": self.slow_start_s})
+
+    def _changed(self) -> None:
+        self.registration.wake()
+        for callback in self._watchers:
+            callback()

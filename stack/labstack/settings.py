@@ -26,6 +26,8 @@ class Settings:
     lease_ttl: int = 3
     drain_seconds: float = 0.3
     metrics_port: int | None = None
+    admin_port: int | None = None
+    faults_file: str | None = None
     gateway: str | None = None
     text: str = "hello"
 
@@ -67,9 +69,14 @@ class Settings:
             lease_ttl=reader.integer("LAB_LEASE_TTL", low=1, high=3600, default=3),
             drain_seconds=reader.seconds("LAB_DRAIN_SECONDS", default=0.3),
             metrics_port=reader.optional_port("LAB_METRICS_PORT"),
+            admin_port=reader.optional_port("LAB_ADMIN_PORT"),
+            faults_file=source.get("LAB_FAULTS_FILE", "").strip() or None,
             gateway=reader.optional_url("LAB_GATEWAY"),
             text=source.get("LAB_TEXT", "hello"),
         )
+        if settings.admin_port and settings.admin_port in (settings.port, settings.metrics_port):
+            # The admin API must never be reachable where the gateway or Prometheus send traffic.
+            reader.problems.append("LAB_ADMIN_PORT must differ from LAB_PORT and LAB_METRICS_PORT")
         if reader.problems:
             raise SettingsError("invalid service configuration: " + "; ".join(reader.problems))
         return settings

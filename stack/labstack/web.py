@@ -123,7 +123,7 @@ def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
 
 
 def main() -> None:
-    settings = bootstrap(needs=("LAB_GATEWAY",))
+    settings = bootstrap(needs=("LAB_GATEWAY", "LAB_ADMIN_PORT"))
     lifecycle = Lifecycle(settings, **http_urls(settings))
     serve_http(build(settings, lifecycle), settings, lifecycle)
 

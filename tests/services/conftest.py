@@ -64,6 +64,8 @@ def spawn(
             "LAB_LEASE_TTL": "2",
             **overrides,
         }
+        # The admin API on port + 10000, as labkit's topology does, unless the test chose one.
+        env.setdefault("LAB_ADMIN_PORT", str(int(env["LAB_PORT"]) + 10000))
         log_path = tmp_path / f"{name}-{len(started)}.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(

@@ -133,6 +133,10 @@ class Service:
     def url(self) -> str:
         return f"http://{self.env['LAB_HOST']}:{self.env['LAB_PORT']}"
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.env['LAB_HOST']}:{self.env['LAB_ADMIN_PORT']}/admin/faults"
+
     def logs(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]

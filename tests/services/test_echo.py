@@ -113,7 +113,7 @@ def test_registers_once_etcd_comes_up(tmp_path, spawn) -> None:
 def test_taken_address_exits_nonzero_without_registering(etcd: Etcd, spawn) -> None:
     first = spawn("echo", LAB_SLOT="8")
     wait_registered(etcd, first)
-    second = spawn("echo", LAB_SLOT="9", LAB_HOST=first.host)
+    second = spawn("echo", LAB_SLOT="9", LAB_HOST=first.host, LAB_ADMIN_PORT="28081")
     assert second.process.wait(timeout=10) != 0
     assert not any(key.startswith("registry/echo/echo-9/") for key in etcd.snapshot())
     assert any("address already in use" in message for message in second.messages())

@@ -1,9 +1,10 @@
-"""routeguide as a real process: the four RPC kinds, health, reflection, registration."""
+"""routeguide as a real process: the four RPC kinds, health, reflection, registration, faults."""
 
 from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -22,6 +23,7 @@ from .support import Etcd, Service, wait_registered, wait_until
 pytestmark = pytest.mark.timeout(30)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
 def start_routeguide(etcd: Etcd, spawn, **env: str) -> Service:
@@ -118,3 +120,69 @@ def test_sigterm_reports_not_serving_while_draining_then_exits_0(etcd: Etcd, spa
         )
     assert not {keys["traefik"][0], keys["registry"][0]} & etcd.snapshot().keys()
     assert service.process.wait(timeout=10) == 0
+
+
+def test_injected_errors_are_unavailable_but_spare_health_and_reflection(etcd: Etcd, spawn) -> None:
+    service = start_routeguide(etcd, spawn, LAB_SLOT="6")
+    assert httpx.put(service.admin_url, json={"error_rate": 1}, timeout=2).status_code == 200
+    with grpc.insecure_channel(f"{service.host}:15051") as channel:
+        stub = pb_grpc.RouteGuideStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.GetFeature(point(FEATURES[0]), timeout=5)
+        assert (error.value.code(), error.value.details()) == (UNAVAILABLE, "injected fault")
+        assert dict(error.value.initial_metadata())["x-instance"] == "routeguide-6"
+        with pytest.raises(grpc.RpcError) as error:
+            list(stub.ListFeatures(pb.Rectangle(), timeout=5))
+        assert error.value.code() == UNAVAILABLE
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == SERVING
+        assert "routeguide.RouteGuide" in ProtoReflectionDescriptorDatabase(channel).get_services()
+    metrics = httpx.get(f"http://{service.host}:19100/metrics", timeout=2).text
+    assert 'lab_injected_faults_total{kind="error"} 2.0' in metrics
+    assert (
+        'grpc_server_handled_total{grpc_code="UNAVAILABLE",grpc_method="GetFeature",'
+        'grpc_service="routeguide.RouteGuide",grpc_type="unary"} 1.0'
+    ) in metrics
+
+
+def test_latency_delays_rpcs_in_parallel_but_not_health(etcd: Etcd, spawn) -> None:
+    service = start_routeguide(etcd, spawn, LAB_SLOT="7")
+    httpx.put(service.admin_url, json={"latency": {"ms": 200}}, timeout=2)
+    with grpc.insecure_channel(f"{service.host}:15051") as channel:
+        stub = pb_grpc.RouteGuideStub(channel)
+        start = time.perf_counter()
+        assert stub.GetFeature(point(FEATURES[0]), timeout=5).name == FEATURES[0].name
+        assert time.perf_counter() - start >= 0.2
+        health = health_pb2_grpc.HealthStub(channel)
+        start = time.perf_counter()
+        health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert time.perf_counter() - start < 0.1
+        # 40 at once: more than the old 16 workers, fewer than MAX_WORKERS, so no queueing.
+        start = time.perf_counter()
+        calls = [stub.GetFeature.future(point(FEATURES[i]), timeout=5) for i in range(40)]
+        assert [call.result().name for call in calls] == [f.name for f in FEATURES[:40]]
+        elapsed = time.perf_counter() - start
+    print(f"40 parallel RPCs with 200 ms latency took {elapsed:.3f} s")
+    assert elapsed < 0.4
+
+
+def test_unready_reports_not_serving_and_withdraws_at_once(etcd: Etcd, spawn) -> None:
+    service = start_routeguide(etcd, spawn, LAB_SLOT="8")
+    keys = wait_registered(etcd, service)
+    ours = {keys["traefik"][0], keys["registry"][0]}
+    with grpc.insecure_channel(f"{service.host}:15051") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def statuses() -> set[int]:
+            return {
+                health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2).status
+                for name in ("", "routeguide.RouteGuide")
+            }
+
+        httpx.put(service.admin_url, json={"unready": True}, timeout=2)
+        wait_until(lambda: not ours & etcd.snapshot().keys(), "keys to go", 0.5, interval=0.005)
+        assert statuses() == {NOT_SERVING}
+        pb_grpc.RouteGuideStub(channel).GetFeature(point(FEATURES[0]), timeout=5)  # still alive
+        httpx.put(service.admin_url, json={"unready": False}, timeout=2)
+        assert statuses() == {SERVING}
+        wait_until(lambda: ours <= etcd.snapshot().keys(), "keys to return", 1.0)

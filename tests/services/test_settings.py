@@ -22,6 +22,7 @@ def test_reads_required_and_defaults() -> None:
     assert (settings.etcd_host, settings.etcd_port) == ("127.0.0.1", 2379)
     assert (settings.lease_ttl, settings.drain_seconds, settings.text) == (3, 0.3, "hello")
     assert settings.metrics_port is None and settings.gateway is None
+    assert settings.admin_port is None and settings.faults_file is None
 
 
 def test_names_every_missing_or_invalid_variable() -> None:
@@ -41,3 +42,15 @@ def test_optional_variables_are_validated() -> None:
     assert (settings.lease_ttl, settings.drain_seconds) == (5, 0.0)
     with pytest.raises(SettingsError, match="LAB_LEASE_TTL"):
         Settings.from_env({**env, "LAB_LEASE_TTL": "0"})
+
+
+def test_admin_port_and_faults_file() -> None:
+    env = {**BASE, "LAB_ADMIN_PORT": "18080", "LAB_FAULTS_FILE": "/tmp/echo-2.json"}
+    settings = Settings.from_env(env, needs=("LAB_ADMIN_PORT",))
+    assert (settings.admin_port, settings.faults_file) == (18080, "/tmp/echo-2.json")
+    with pytest.raises(SettingsError, match="LAB_ADMIN_PORT is not set"):
+        Settings.from_env(BASE, needs=("LAB_ADMIN_PORT",))
+    metrics = {"LAB_ADMIN_PORT": "9100", "LAB_METRICS_PORT": "9100"}
+    for clash in ({"LAB_ADMIN_PORT": "8080"}, metrics):
+        with pytest.raises(SettingsError, match="LAB_ADMIN_PORT must differ from LAB_PORT"):
+            Settings.from_env({**BASE, **clash})

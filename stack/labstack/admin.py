@@ -1,0 +1,134 @@
+"""The admin API: read and change an instance's injected faults, for loopback callers only.
+
+It listens on LAB_HOST:LAB_ADMIN_PORT, apart from the service port, so the
+gateway never routes to it and its requests never show up in RED metrics.
+
+    GET    /admin/faults  -> 200 state
+    PUT    /admin/faults  -> 200 state; body: a partial update, e.g.
+                             {"latency": {"ms": 200, "jitter_ms": 50, "distribution": "uniform"},
+                              "error_rate": 0.1, "unready": false}   (latency null clears it)
+    DELETE /admin/faults  -> 200 state, every fault cleared (a running slow start too)
+
+state = {"latency": {...} | null, "error_rate", "unready", "slow_start_remaining_s",
+         "ready", "instance"}. Errors are {"error": "..."}: 400 invalid body (nothing
+changed), 403 caller outside 127.0.0.0/8, 404 another path, 405 another method.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from .faults import FaultError, FaultState, parse_update
+from .logs import describe_error
+from .settings import Settings
+
+log = logging.getLogger("labstack.admin")
+
+PATH = "/admin/faults"
+MAX_BODY = 4096  # bytes; a valid update is well under 200
+REQUEST_TIMEOUT = 5.0  # seconds a client may take to send its request before its thread is freed
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a client address is in 127.0.0.0/8 (also written as IPv4-mapped IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip in LOOPBACK
+
+
+def start_admin(settings: Settings, faults: FaultState, ready: Callable[[], bool]) -> None:
+    """Serve the admin API from a daemon thread; exit 1 if its address cannot be bound."""
+    assert settings.admin_port is not None
+    where = f"{settings.host}:{settings.admin_port}"
+    try:
+        server = ThreadingHTTPServer(
+            (settings.host, settings.admin_port), _handler(settings, faults, ready)
+        )
+    except OSError as exc:
+        error = describe_error(exc)
+        log.error("cannot serve the admin API", extra={"address": where, "error": error})
+        raise SystemExit(1) from None
+    threading.Thread(target=server.serve_forever, name="admin", daemon=True).start()
+    log.info("admin API serving", extra={"address": where})
+
+
+def _handler(
+    settings: Settings, faults: FaultState, ready: Callable[[], bool]
+) -> type[BaseHTTPRequestHandler]:
+    def state() -> dict[str, Any]:
+        return {**faults.describe(), "ready": ready(), "instance": settings.instance_id}
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self._accepted():
+                self._send(200, state())
+
+        def do_PUT(self) -> None:  # noqa: N802
+            if not self._accepted():
+                return
+            try:
+                changes = parse_update(self._body())
+            except FaultError as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            self._changed("faults changed", *faults.update(changes))
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if self._accepted():
+                self._changed("faults cleared", *faults.clear())
+
+        def do_POST(self) -> None:  # noqa: N802
+            if self._accepted():
+                self._send(405, {"error": f"use GET, PUT or DELETE on {PATH}"})
+
+        do_PATCH = do_POST  # noqa: N815
+
+        def _accepted(self) -> bool:
+            """A loopback caller on the one path; anything else is answered here."""
+            if not is_loopback(self.client_address[0]):
+                self._send(403, {"error": "the admin API answers 127.0.0.0/8 clients only"})
+                return False
+            if urlsplit(self.path).path != PATH:
+                self._send(404, {"error": f"not found; the admin API is {PATH}"})
+                return False
+            return True
+
+        def _body(self) -> bytes:
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise FaultError("Content-Length must be a number of bytes") from None
+            if not 0 <= length <= MAX_BODY:
+                raise FaultError(f"the body must be at most {MAX_BODY} bytes")
+            return self.rfile.read(length)
+
+        def _changed(self, message: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+            log.info(message, extra={"old": old, "new": new, "client": self.client_address[0]})
+            self._send(200, state())
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # no access log: every change is logged by _changed
+
+    return Handler
