@@ -49,8 +49,14 @@ CHECK_SECONDS = 1.0  # a lost watch goes silent instead of failing: check etcd t
 GRACE_SECONDS = 5.0  # an old inner channel lives this long after a swap, for in-flight calls
 READY_SECONDS = 1.0  # longest a swap waits for the new inner channel to connect
 CLOSE_SECONDS = 5.0  # longest close() waits for the watch thread (etcd requests time out in 2 s)
+
+
+class _WatchLost(Exception):
+    """etcd restarted: its watch streams are gone, though etcd3gw's iterator does not say so."""
+
+
 # Errors that stop a watch or a read; the thread survives them and polls instead.
-FOLLOW_ERRORS = (Etcd3Exception, requests.RequestException, ValueError, KeyError)
+FOLLOW_ERRORS = (_WatchLost, Etcd3Exception, requests.RequestException, ValueError, KeyError)
 
 _open: set[DiscoveredChannel] = set()
 
@@ -72,7 +78,7 @@ class DiscoveredChannel(grpc.Channel):
         self._prefix = f"{PREFIX}{service}/"
         self._lock = threading.Lock()  # guards the inner channel, the retired list, subscribers
         self._addresses = addresses  # as registered now; empty if every instance is gone
-        self._dialled = addresses  # what the inner channel dials
+        self._dialled = addresses  # what the inner channel dials, in its order
         self._inner = self._build(addresses)
         self._swaps = 0
         self._retired: list[tuple[float, grpc.Channel]] = []
@@ -101,7 +107,7 @@ class DiscoveredChannel(grpc.Channel):
     def __repr__(self) -> str:
         return (
             f"<DiscoveredChannel {self.service} {self.balancing} over {len(self._addresses)} "
-            f"addresses, {self._swaps} swaps, {'watching' if self.watching else 'polling'}>"
+            f"addresses, {self._swaps} swaps, watching={self.watching}>"
         )
 
     # grpc.Channel -------------------------------------------------------------------------
@@ -175,13 +181,8 @@ class DiscoveredChannel(grpc.Channel):
     def _follow(self) -> None:
         """Thread body: watch the registry; while no watch can be kept, poll it."""
         while not self._closed.is_set():
-            try:
+            with contextlib.suppress(*FOLLOW_ERRORS):  # _watch logs a loss; poll, then retry
                 self._watch()  # returns on close(); raises when the watch fails or is lost
-            except FOLLOW_ERRORS as exc:
-                if self.watching:
-                    log.warning("registry watch for %s lost (%s); polling every %s s",
-                                self.service, exc, POLL_SECONDS)  # fmt: skip
-                self.watching = False
             if self._closed.wait(POLL_SECONDS):
                 break
             self._retire_due()
@@ -204,10 +205,15 @@ class DiscoveredChannel(grpc.Channel):
                     self._changed.clear()
                     self._resync()
                 elif self._etcd_identity() != etcd_identity:
-                    # A restarted etcd drops its watch streams without telling etcd3gw.
-                    raise ConnectionError("etcd restarted")
+                    raise _WatchLost("etcd restarted")
                 self._retire_due()
+        except FOLLOW_ERRORS as exc:
+            if self.watching:
+                log.warning("registry watch for %s lost (%s); polling every %s s",
+                            self.service, exc, POLL_SECONDS)  # fmt: skip
+            raise
         finally:
+            self.watching = False
             cancel()
             drain.join(timeout=1.0)
 
@@ -221,11 +227,9 @@ class DiscoveredChannel(grpc.Channel):
 
     def _resync(self) -> None:
         fresh = _addresses(self._registry, self.service)
-        if set(fresh) == set(self._addresses):
-            return
-        if not fresh:
-            # Nothing better to dial: calls keep failing on the last addresses until one returns.
-            self._addresses = []
+        if not fresh or set(fresh) == set(self._dialled):
+            # With none left there is nothing better to dial: calls fail until one returns.
+            self._addresses = fresh
             return
         # Keep the known order first, so pick_first stays on its instance while others come.
         kept = [a for a in self._dialled if a in fresh]
@@ -266,6 +270,9 @@ class _Follows:
         inner = self._owner._inner
         cached = self._cached
         if cached is None or cached[0] is not inner:
+            if self._owner._closed.is_set():
+                # grpcio aborts the process when a method is registered on a closed channel.
+                raise ValueError("Cannot invoke RPC on closed channel!")
             # One multicallable per inner channel and method, made on the first call after a swap.
             make = getattr(inner, self._kind)
             cached = (inner, make(self._method, *self._args, **self._kwargs))

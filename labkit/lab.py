@@ -8,8 +8,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
+import grpc
 import pandas as pd
 
+from . import grpc_client
 from .backends.local import LocalBackend, instance_endpoints
 from .errors import LabError
 from .faults import Faults
@@ -176,6 +178,22 @@ class Lab:
         target, host = gateway_target(url)
         options.setdefault("host", host)
         return run_load(target, **options)
+
+    def grpc_channel(self, name: str, balancing: str = "round_robin") -> grpc.Channel:
+        """A channel to a gRPC service. "round_robin" or "pick_first": the client resolves
+        the instances from the registry and balances itself (following changes);
+        "gateway": through Traefik, which balances each call."""
+        svc = service(name)
+        if svc.protocol != "grpc":
+            grpc_services = [s.name for s in SERVICES.values() if s.protocol == "grpc"]
+            raise LabError(f"{name} is not a gRPC service; gRPC services: "
+                           f"{', '.join(grpc_services)}")
+        choices = (*grpc_client.BALANCING, "gateway")
+        if balancing not in choices:
+            raise LabError(f"unknown balancing {balancing!r}; valid: {', '.join(choices)}")
+        if balancing == "gateway":
+            return grpc_client.gateway_channel(name)
+        return grpc_client.registry_channel(name, balancing=balancing)
 
     def start_load(self, url: str, **options) -> Future[pd.DataFrame]:
         """Like load(), in the background: change the stack while traffic flows, then
