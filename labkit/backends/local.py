@@ -217,6 +217,11 @@ class LocalBackend:
             lambda: not gone & set(gateway.servers(service.name)),
             what=f"the gateway to drop {sorted(gone)}", timeout=START_TIMEOUT,
         )
+        # then let them drain and exit, so that no caller sees a half-stopped instance
+        wait_for(
+            lambda: not set(slots) & set(self.active_slots(service)),
+            what=f"{service.name} instances {slots} to exit", timeout=STOP_TIMEOUT,
+        )
         if slots:
             progress(f"stopped {', '.join(f'{service.name}-{s}' for s in slots)}")
 
