@@ -28,6 +28,7 @@ status:
 bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/startup.py
 	@$(BIN)/python bench/gateway_overhead.py
+	@$(BIN)/python bench/failover.py
 
 lint: setup
 	@$(BIN)/ruff check .

@@ -123,6 +123,20 @@ class Lab:
             service(name)
         return self.registry.instances(name)
 
+    def discovery(self, name: str) -> pd.DataFrame:
+        """The registry's view and the gateway's, side by side: one row per address either
+        of them knows, with the lease's TTL left and Traefik's status for it."""
+        svc = service(name)
+        registered = self.instances(name)
+        registered["url"] = f"{svc.server_scheme}://" + registered["address"]
+        routed = pd.DataFrame(
+            list(self.gateway.servers(name).items()), columns=["url", "gateway"]
+        )
+        view = registered.merge(routed, on="url", how="outer")
+        view["gateway"] = view["gateway"].fillna("not routed")
+        view["address"] = view["url"].str.split("://").str[1]
+        return view[["address", "instance", "pid", "lease_ttl_s", "gateway"]]
+
     # ---- faults (see labkit.faults) --------------------------------------
 
     def kill(self, name: str, instance: int, restart: bool = True) -> int:
