@@ -44,3 +44,19 @@ def test_localhost_urls_go_through_the_gateway_with_a_host_header():
     assert gateway_target("http://127.0.1.1:8080/") == ("http://127.0.1.1:8080/", None)
     with pytest.raises(LabError, match="not an HTTP URL"):
         gateway_target("echo")
+
+
+def test_without_loopback_aliases_instances_get_distinct_ports_on_127_0_0_1(monkeypatch):
+    import labkit.topology as topology
+    from labkit.backends.local import INFRA_ENDPOINTS
+
+    monkeypatch.setattr(topology, "loopback_aliases_work", lambda: False)
+    per_instance = [
+        {endpoint.address for endpoint in svc.endpoints(slot).values()}
+        for svc in SERVICES.values()
+        for slot in range(1, MAX_REPLICAS + 1)
+    ]
+    bound = [address for addresses in per_instance for address in addresses]
+    bound += [endpoint.address for endpoint in INFRA_ENDPOINTS.values()]
+    assert all(address.startswith("127.0.0.1:") for address in bound)
+    assert len(set(bound)) == len(bound), "two components would bind the same port"
