@@ -17,6 +17,7 @@ import statistics
 import time
 
 import psutil
+from common import running_lab
 
 from labkit.lab import Lab
 
@@ -64,18 +65,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    lab = Lab(progress=lambda _msg: None)
-    started_here = not lab.backend.is_up()
-    lab.up()
-    lab.scale("echo", 3)
     results = {}
-    try:
+    with running_lab() as lab:
+        lab.scale("echo", 3)
         for kind in ("crash", "hang", "unready"):
             results[kind] = [one_run(lab, kind, args.rps) for _ in range(args.runs)]
-        lab.heal()
-    finally:
-        if started_here:
-            lab.down()
 
     print(f"failover under {args.rps:g} rps through the gateway, echo x3, "
           f"median of {args.runs} runs, {psutil.cpu_count()} cores")

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 
 import psutil
+from common import running_lab
 
 from labkit.lab import Lab
 from labkit.topology import INFRA
@@ -73,10 +74,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
 
-    lab = Lab(progress=lambda _msg: None)
-    started_here = not lab.backend.is_up()
-    lab.up()
-    try:
+    with running_lab() as lab:
         lab.scale("echo", 1)
         direct_url = f"http://{lab.instances('echo').iloc[0]['address']}/"
         light = [light_load(lab, url, args.rps, args.seconds)
@@ -86,11 +84,7 @@ def main() -> None:
             heavy = [wrk(direct_url, None, args.seconds, args.connections),
                      wrk(f"{INFRA.gateway.url}/", "echo.localhost", args.seconds,
                          args.connections)]
-    finally:
-        if started_here:
-            lab.down()
-        else:
-            lab.scale("echo", 3)
+        lab.scale("echo", 3)
 
     print(f"gateway overhead, one echo instance, {psutil.cpu_count()} cores\n")
     print_table(f"light load: {args.rps:g} rps open loop for {args.seconds:g} s (labkit client)",

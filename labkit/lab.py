@@ -45,7 +45,7 @@ class Lab:
         self.backend = backend or LocalBackend()
         self.progress = progress
         self.registry = Registry()
-        self.faults_api = Faults(self.backend, progress)
+        self._faults = Faults(self.backend, progress)
         self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-load")
         self.gateway = Gateway()
         self.uis = dict(UIS)
@@ -143,43 +143,43 @@ class Lab:
         """Crash one instance (SIGKILL). supervisord restarts it unless restart=False.
         Returns the killed pid."""
         self._require_up()
-        return self.faults_api.crash(name, instance, restart=restart)
+        return self._faults.crash(name, instance, restart=restart)
 
     def pause(self, name: str, instance: int) -> int:
         """Hang one instance (SIGSTOP): alive but unresponsive. Returns its pid."""
         self._require_up()
-        return self.faults_api.hang(name, instance)
+        return self._faults.hang(name, instance)
 
     def resume(self, name: str, instance: int) -> int:
         """SIGCONT a paused instance. Returns its pid."""
         self._require_up()
-        return self.faults_api.resume(name, instance)
+        return self._faults.resume(name, instance)
 
     def stop(self, name: str, instance: int) -> int:
         """Stop one instance gracefully (SIGTERM: it deregisters, drains, exits)."""
         self._require_up()
-        return self.faults_api.stop(name, instance)
+        return self._faults.stop(name, instance)
 
     def fault(self, name: str, instance: int, **faults: object) -> dict:
         """Change how a running instance behaves, e.g. latency="200ms", jitter="50ms",
         distribution="uniform", error_rate=0.2, unready=True. Returns its fault state."""
         self._require_up()
-        return self.faults_api.inject(name, instance, **faults)
+        return self._faults.inject(name, instance, **faults)
 
     def slow_start(self, name: str, instance: int, seconds: float) -> None:
         """Restart an instance that then stays unready for `seconds` (a slow warm-up)."""
         self._require_up()
-        self.faults_api.slow_start(name, instance, seconds)
+        self._faults.slow_start(name, instance, seconds)
 
     def faults(self) -> pd.DataFrame:
         """Every fault in force: one row per instance and fault."""
         self._require_up()
-        return self.faults_api.list()
+        return self._faults.list()
 
     def heal(self) -> None:
         """Undo every fault and restore each service's declared replica count."""
         self._require_up()
-        self.faults_api.heal()
+        self._faults.heal()
 
     # ---- traffic -----------------------------------------------------------
 

@@ -17,15 +17,15 @@ changed), 403 caller outside 127.0.0.0/8, 404 another path, 405 another method.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from .faults import FaultError, FaultState, parse_update
+from .jsonhttp import JsonHandler
 from .logs import describe_error
 from .settings import Settings
 
@@ -66,11 +66,11 @@ def start_admin(settings: Settings, faults: FaultState, ready: Callable[[], bool
 
 def _handler(
     settings: Settings, faults: FaultState, ready: Callable[[], bool]
-) -> type[BaseHTTPRequestHandler]:
+) -> type[JsonHandler]:
     def state() -> dict[str, Any]:
         return {**faults.describe(), "ready": ready(), "instance": settings.instance_id}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         timeout = REQUEST_TIMEOUT
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -119,16 +119,5 @@ def _handler(
         def _changed(self, message: str, old: dict[str, Any], new: dict[str, Any]) -> None:
             log.info(message, extra={"old": old, "new": new, "client": self.client_address[0]})
             self._send(200, state())
-
-        def _send(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # no access log: every change is logged by _changed
 
     return Handler

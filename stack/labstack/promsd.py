@@ -11,13 +11,14 @@ import json
 import logging
 import signal
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 import etcd3gw
 from etcd3gw.exceptions import Etcd3Exception
 
+from .jsonhttp import JsonHandler
 from .logs import describe_error
 from .runtime import bootstrap
 
@@ -76,8 +77,8 @@ class Registry:
         return records
 
 
-def make_handler(registry: Registry) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+def make_handler(registry: Registry) -> type[JsonHandler]:
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path == "/health":
                 self._send(200, {"status": "alive"})
@@ -90,17 +91,6 @@ def make_handler(registry: Registry) -> type[BaseHTTPRequestHandler]:
                     self._send(503, {"error": f"etcd unavailable: {type(exc).__name__}"})
             else:
                 self._send(404, {"error": "not found; try /targets or /health"})
-
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass  # no access log: Prometheus polls every few seconds
 
     return Handler
 

@@ -8,6 +8,8 @@ import pytest
 from labkit.errors import LabError
 from labkit.topology import INFRA, service
 
+from .helpers import registered, wait
+
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 
 ECHO = service("echo")
@@ -29,16 +31,7 @@ def through_gateway(n):
 
 
 def slots(lab):
-    return {r["slot"] for r in lab.registry.records("echo")}
-
-
-def wait(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    return {slot for slot, _pid in registered(lab, "echo")}
 
 
 def test_latency_slows_only_the_faulty_instance(healed):
@@ -91,7 +84,7 @@ def test_crash_without_restart_stays_down_until_heal(healed):
     assert 2 not in lab.backend.active_slots(ECHO), "supervisord restarted it"
     assert ["echo-2", "stopped"] in lab.faults()[["instance", "fault"]].values.tolist()
     lab.heal()
-    assert any(r["slot"] == 2 and r["pid"] != pid for r in lab.registry.records("echo"))
+    assert any(slot == 2 and p != pid for slot, p in registered(lab, "echo"))
 
 
 def test_hang_is_listed_and_heal_resumes_it(healed):
@@ -99,7 +92,7 @@ def test_hang_is_listed_and_heal_resumes_it(healed):
     pid = lab.pause("echo", 3)
     assert lab.faults()[["instance", "fault"]].values.tolist() == [["echo-3", "hang"]]
     lab.heal()
-    assert (3, pid) in {(r["slot"], r["pid"]) for r in lab.registry.records("echo")}
+    assert (3, pid) in registered(lab, "echo")
 
 
 def test_slow_start_delays_readiness_after_a_restart(healed):

@@ -8,22 +8,11 @@ import pytest
 from labkit.errors import LabError
 from labkit.topology import INFRA, LEASE_TTL_SECONDS
 
+from .helpers import registered, wait
+
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 
 GATEWAY = INFRA.gateway.url
-
-
-def registered(lab, service):
-    return {(r["slot"], r["pid"]) for r in lab.registry.records(service)}
-
-
-def wait(predicate, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_status_shows_every_component_running(lab):
