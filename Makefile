@@ -29,6 +29,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/startup.py
 	@$(BIN)/python bench/gateway_overhead.py
 	@$(BIN)/python bench/failover.py
+	@$(BIN)/python bench/loadgen.py
 
 lint: setup
 	@$(BIN)/ruff check .

@@ -17,6 +17,7 @@ from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
 from .load import run_load
+from .policies import Policies
 from .ports import ensure_free
 from .registry import Registry
 from .topology import INFRA, SERVICES, check_replicas, service
@@ -48,6 +49,7 @@ class Lab:
         self._faults = Faults(self.backend, progress)
         self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-load")
         self.gateway = Gateway()
+        self.policies = Policies()  # timeouts, retries, breakers, limits, at the gateway
         self.uis = dict(UIS)
 
     @property
