@@ -6,7 +6,6 @@ Traefik's entry points on 127.0.0.1:185xx, backends on 127.0.6.1 and 127.0.6.2.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import etcd3gw
 import httpx
 import yaml
+from services.support import free_port
 
 from labkit.gateway import route_keys, server_key
 from labkit.kv import etcd_client, put_atomically
@@ -26,18 +26,6 @@ from labkit.topology import Endpoint, service
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 SERVICE = "echo"
 HOST = "echo.localhost"
-
-
-def free_port(host: str, first: int) -> int:
-    """The first port in first..first+99 that `host` can bind (so parallel runs do not clash)."""
-    for port in range(first, first + 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {first}..{first + 99} on {host}")
 
 
 def wait_until(probe: Callable[[], object], what: str, timeout: float) -> None:
