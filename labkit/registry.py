@@ -63,8 +63,10 @@ class Registry:
     def _ttl(self, lease_id: int) -> int | None:
         if not lease_id:
             return None
-        ttl = etcd3gw.Lease(lease_id, self.etcd).ttl()
-        return ttl if ttl >= 0 else None  # -1: the lease expired between the two calls
+        result = self.etcd.post(self.etcd.get_url("/kv/lease/timetolive"), json={"ID": lease_id})
+        # the lease may expire between listing and asking: etcd then omits TTL or says -1
+        ttl = int(result.get("TTL", -1))
+        return ttl if ttl >= 0 else None
 
 
 class RegistryWatch:

@@ -303,7 +303,7 @@ class LocalBackend:
 
     def _fail_if_crashed(self, name: str, program: str) -> dict:
         info = self.supervisor.info(name)
-        if info["statename"] in FAILED_STATES or info["statename"] == "EXITED":
+        if info["statename"] in FAILED_STATES:
             raise LabError(f"{program} failed to start: {info['statename']}\n"
                            + self.log_tail(program))
         return info

@@ -11,7 +11,9 @@ from ..errors import LabError
 
 # supervisord's process states that mean "a process exists or is about to"
 ACTIVE_STATES = {"STARTING", "RUNNING", "BACKOFF", "STOPPING"}
-FAILED_STATES = {"FATAL", "BACKOFF"}
+# FATAL: supervisord gave up after `startretries` quick exits (BACKOFF and EXITED are
+# transient: it is trying again, e.g. right after a crash)
+FAILED_STATES = {"FATAL"}
 
 
 class Supervisor:
