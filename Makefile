@@ -30,6 +30,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/gateway_overhead.py
 	@$(BIN)/python bench/failover.py
 	@$(BIN)/python bench/loadgen.py
+	@$(BIN)/python bench/resilience.py
 
 lint: setup
 	@$(BIN)/ruff check .
