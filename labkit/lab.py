@@ -190,6 +190,7 @@ class Lab:
 
         A URL on `<service>.localhost` goes through the gateway, as a browser
         or curl would send it, whatever the machine's resolver does with it.
+        grpc://routeguide.localhost sends RouteGuide.GetFeature calls instead.
         """
         target, host = gateway_target(url)
         options.setdefault("host", host)
@@ -223,13 +224,16 @@ class Lab:
 
 
 def gateway_target(url: str) -> tuple[str, str | None]:
-    """Map http://<name>.localhost/... to the gateway's address plus a Host header."""
+    """Map http://<name>.localhost/... (or grpc://<name>.localhost) to the gateway's address
+    plus a Host header (the authority, for gRPC)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LabError(f"not an HTTP URL: {url!r} (e.g. 'http://echo.localhost/')")
+    if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
+        raise LabError(f"not an HTTP or gRPC URL: {url!r} "
+                       "(e.g. 'http://echo.localhost/' or 'grpc://routeguide.localhost')")
     if not parts.hostname.endswith(".localhost"):
         return url, None
-    gateway = urlunsplit(("http", INFRA.gateway.address, parts.path or "/", parts.query, ""))
+    scheme = "grpc" if parts.scheme == "grpc" else "http"
+    gateway = urlunsplit((scheme, INFRA.gateway.address, parts.path or "/", parts.query, ""))
     return gateway, parts.hostname
 
 

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 
 import anyio
+import grpc
 import httpx
 import pandas as pd
 
@@ -135,9 +136,13 @@ def _validate(
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise LabError(f"url must be an http:// or https:// URL, got {url!r}") from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise LabError(f"url must be an http:// or https:// URL with a host, got {url!r}")
+        raise LabError(f"url must be an http://, https:// or grpc:// URL, got {url!r}") from exc
+    if parsed.scheme not in ("http", "https", "grpc") or not parsed.host:
+        raise LabError(
+            f"url must be an http://, https:// or grpc:// URL with a host, got {url!r}"
+        )
+    if parsed.scheme == "grpc" and source_address is not None:
+        raise LabError("source_address applies to HTTP load only, not to grpc:// targets")
     if rps is not None and not (_is_number(rps) and 0 < rps <= MAX_RPS):
         raise LabError(f"rps must be a number > 0 and <= {MAX_RPS}, got {rps!r}")
     if concurrency is not None and not (
@@ -194,7 +199,11 @@ class _Run:
         return time.perf_counter() - self.t0
 
     async def main(self) -> None:
-        self.clients = _Clients(self.headers, self.source_address, self.timeout)
+        if self.url.startswith("grpc://"):
+            self.sender: _HttpSender | _GrpcSender = _GrpcSender(self.url, self.headers,
+                                                                 self.timeout)
+        else:
+            self.sender = _HttpSender(self.url, self.headers, self.source_address, self.timeout)
         # anyio imports its asyncio backend on first use (~20 ms): not inside the measured run.
         await anyio.sleep(0)
         try:
@@ -204,7 +213,7 @@ class _Run:
             else:
                 await asyncio.gather(*(self._user() for _ in range(self.concurrency or 0)))
         finally:
-            await self.clients.aclose()
+            await self.sender.aclose()
 
     async def _open_loop(self, rps: float) -> None:
         in_flight: set[asyncio.Task] = set()
@@ -232,6 +241,23 @@ class _Run:
     async def _send(self, scheduled: float | None) -> None:
         start = self.now()
         self.sent += 1
+        status, error, instance, version, retries = await self.sender.send()
+        self.errors += bool(error)
+        self.rows.append((
+            start if scheduled is None else scheduled, start, self.now(), status, error,
+            instance, version, retries,
+        ))
+
+
+class _HttpSender:
+    """GET `url`; the outcome as (status, error kind, X-Instance, X-Version, retries)."""
+
+    def __init__(self, url: str, headers: dict[str, str], source_address: str | None,
+                 timeout: float):
+        self.url, self.timeout = url, timeout
+        self.clients = _Clients(headers, source_address, timeout)
+
+    async def send(self) -> tuple[int, str, str, str, int]:
         status, error, headers = 0, "", httpx.Headers()
         client = self.clients.acquire()
         try:
@@ -247,13 +273,49 @@ class _Run:
             error = "other"
         finally:
             self.clients.release(client)
-        self.errors += bool(error)
         retries = headers.get("x-retry-attempts", "")
-        self.rows.append((
-            start if scheduled is None else scheduled, start, self.now(), status, error,
-            headers.get("x-instance", ""), headers.get("x-version", ""),
-            int(retries) if retries.isdigit() else 0,
-        ))
+        return (status, error, headers.get("x-instance", ""), headers.get("x-version", ""),
+                int(retries) if retries.isdigit() else 0)
+
+    async def aclose(self) -> None:
+        await self.clients.aclose()
+
+
+class _GrpcSender:
+    """RouteGuide.GetFeature over one HTTP/2 channel; the gateway (or the target) balances.
+
+    gRPC has no HTTP status to report: a row's status is 200 for OK and 0 otherwise, and
+    its error is the gRPC status name in lower case (e.g. "unavailable").
+    """
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float):
+        from labstack import routeguide_pb2, routeguide_pb2_grpc  # generated at set-up
+
+        parsed = httpx.URL(url)
+        authority = headers.get("Host")
+        options = [("grpc.default_authority", authority)] if authority else []
+        self.channel = grpc.aio.insecure_channel(f"{parsed.host}:{parsed.port}", options=options)
+        self.stub = routeguide_pb2_grpc.RouteGuideStub(self.channel)
+        self.point = routeguide_pb2.Point(latitude=409146138, longitude=-746188906)
+        self.timeout = timeout
+
+    async def send(self) -> tuple[int, str, str, str, int]:
+        call = self.stub.GetFeature(self.point, timeout=self.timeout)
+        try:
+            await call
+            status, error = 200, ""
+        except grpc.aio.AioRpcError as exc:
+            status, error = 0, exc.code().name.lower()
+        except asyncio.CancelledError:
+            status, error = 0, "timeout"
+        try:  # an injected failure still names the instance that failed
+            metadata = dict(await call.initial_metadata() or ())
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            metadata = {}
+        return status, error, metadata.get("x-instance", ""), metadata.get("x-version", ""), 0
+
+    async def aclose(self) -> None:
+        await self.channel.close()
 
 
 class _Clients:

@@ -102,3 +102,17 @@ def test_bad_input_is_refused_and_changes_nothing(lab, call, message):
     with pytest.raises(LabError, match=message):
         call(lab)
     assert registered(lab, "echo") == before
+
+
+def test_grpc_load_through_the_gateway_is_balanced_and_attributed(lab):
+    lab.scale("routeguide", 2)
+    frame = lab.load("grpc://routeguide.localhost", rps=50, seconds=2)
+    assert (frame["status"] == 200).all(), frame["error"].value_counts()
+    assert set(frame["instance"]) == {"routeguide-1", "routeguide-2"}
+    lab.fault("routeguide", 1, error_rate=1.0)
+    try:
+        failing = lab.load("grpc://routeguide.localhost", rps=50, seconds=1)
+    finally:
+        lab.heal()
+    failed = failing[failing["instance"] == "routeguide-1"]
+    assert (failed["error"] == "unavailable").all() and (failed["status"] == 0).all()

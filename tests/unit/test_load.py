@@ -196,9 +196,11 @@ def test_bad_arguments_name_the_valid_range(kwargs, message):
         run_load("http://127.0.8.1:9/", **kwargs)
 
 
-def test_url_must_be_absolute_http():
-    with pytest.raises(LabError, match="http:// or https://"):
+def test_url_must_be_absolute_http_or_grpc():
+    with pytest.raises(LabError, match="http://, https:// or grpc://"):
         run_load("echo.localhost/", rps=10)
+    with pytest.raises(LabError, match="HTTP load only"):
+        run_load("grpc://127.0.8.1:9", rps=10, source_address="127.0.0.66")
 
 
 def test_progress_goes_to_stderr_only_when_asked(server, capsys):

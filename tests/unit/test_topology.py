@@ -42,7 +42,7 @@ def test_localhost_urls_go_through_the_gateway_with_a_host_header():
     assert gateway_target("http://web.localhost/x?y=1") == (
         "http://127.0.0.1:8000/x?y=1", "web.localhost")
     assert gateway_target("http://127.0.1.1:8080/") == ("http://127.0.1.1:8080/", None)
-    with pytest.raises(LabError, match="not an HTTP URL"):
+    with pytest.raises(LabError, match="not an HTTP or gRPC URL"):
         gateway_target("echo")
 
 
