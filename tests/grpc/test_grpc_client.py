@@ -30,6 +30,7 @@ from services.support import (
     Etcd,
     Service,
     free_port,
+    private_etcd,
     start_etcd,
     stop_process,
     wait_registered,
@@ -57,12 +58,8 @@ _hosts = itertools.count(10)  # each instance gets its own 127.0.7.N
 
 @pytest.fixture(scope="module")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
-    base = tmp_path_factory.mktemp("grpc-etcd")
-    server = start_etcd(base / "data", free_port("127.0.0.1", 23610), free_port("127.0.0.1", 23660))
-    try:
+    with private_etcd(tmp_path_factory.mktemp("grpc-etcd"), 23610, 23660) as server:
         yield server
-    finally:
-        stop_process(server.process)
 
 
 class Fleet:

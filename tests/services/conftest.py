@@ -14,17 +14,13 @@ from typing import Any
 
 import pytest
 
-from .support import ROOT, STACK, Etcd, Service, free_port, next_host, start_etcd, stop_process
+from .support import ROOT, STACK, Etcd, Service, next_host, private_etcd, stop_process
 
 
 @pytest.fixture(scope="session")
 def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Etcd]:
-    base = tmp_path_factory.mktemp("etcd")
-    server = start_etcd(base / "data", free_port("127.0.0.1", 23710), free_port("127.0.0.1", 23810))
-    try:
+    with private_etcd(tmp_path_factory.mktemp("etcd"), 23710, 23810) as server:
         yield server
-    finally:
-        stop_process(server.process)
 
 
 def _generate_grpc_stubs() -> None:

@@ -13,7 +13,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,6 +110,18 @@ def start_etcd(data_dir: Path, client_port: int, peer_port: int) -> Etcd:
         stop_process(process)
         raise
     return etcd
+
+
+@contextmanager
+def private_etcd(base: Path, client_port: int, peer_port: int) -> Iterator[Etcd]:
+    """A private etcd on the first free ports from the given ones, stopped afterwards."""
+    server = start_etcd(
+        base / "data", free_port("127.0.0.1", client_port), free_port("127.0.0.1", peer_port)
+    )
+    try:
+        yield server
+    finally:
+        stop_process(server.process)
 
 
 def stop_process(process: subprocess.Popen) -> None:
