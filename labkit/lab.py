@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +18,7 @@ from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
 from .load import run_load
+from .metrics import Prometheus
 from .policies import Policies
 from .ports import ensure_free
 from .registry import Registry
@@ -50,6 +52,7 @@ class Lab:
         self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-load")
         self.gateway = Gateway()
         self.policies = Policies()  # timeouts, retries, breakers, limits, at the gateway
+        self.prometheus = Prometheus()
         self.uis = dict(UIS)
 
     @property
@@ -216,6 +219,20 @@ class Lab:
         """Like load(), in the background: change the stack while traffic flows, then
         call .result() on the returned future for the DataFrame."""
         return self._background.submit(self.load, url, **options)
+
+    # ---- telemetry ---------------------------------------------------------
+
+    def metrics(self, promql: str, start: float | str | datetime | None = None,
+                end: float | str | datetime | None = None,
+                step: float | str | None = None) -> pd.DataFrame:
+        """A PromQL query as a tidy DataFrame (time, value, one column per label).
+
+        Without `start`, an instant query at `end` (default now); with it, a range query.
+        Times are unix seconds, datetimes, or "5m" meaning five minutes ago; `step` is
+        seconds or "2s". The lab's recording rules (e.g. service:lab_errors:ratio_rate10s,
+        version:lab_request_duration_seconds:p95_rate10s) are listed in `.lab/rules.yml`.
+        """
+        return self.prometheus.query(promql, start=start, end=end, step=step)
 
     def _require_up(self) -> None:
         if not self.backend.is_up():

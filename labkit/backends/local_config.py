@@ -183,12 +183,61 @@ def traefik_static(state: Path) -> dict:
     }
 
 
-def prometheus_config() -> dict:
+# RED views (rate, errors, duration) over HTTP and gRPC alike, per instance, version and
+# service. 10 s windows: five 2 s scrapes, short enough to follow a notebook's experiment.
+_WINDOW = "10s"
+_BY = "service, version, lab_instance"
+# the lab's own traffic, not health checks or scrapes (nor etcd's own gRPC metrics)
+_HTTP_ONLY = 'job="services", path!~"/health|/metrics"'
+_GRPC_ONLY = 'job="services", grpc_service!~"grpc[.](health|reflection)[.].*"'
+
+
+def recording_rules() -> dict:
+    def rule(record: str, expr: str) -> dict:
+        return {"record": record, "expr": expr}
+
+    rate = "rate10s"
+    rules = [
+        rule(f"instance:lab_requests:{rate}",
+             f"sum by ({_BY}) (rate(http_requests_total{{{_HTTP_ONLY}}}[{_WINDOW}]))"
+             f" or sum by ({_BY}) (rate(grpc_server_handled_total{{{_GRPC_ONLY}}}[{_WINDOW}]))"),
+        # "or ... * 0": an instance with no error series yet has an error rate of 0, not none
+        rule(f"instance:lab_errors:{rate}",
+             f'sum by ({_BY}) (rate(http_requests_total{{{_HTTP_ONLY}, code=~"5.."}}[{_WINDOW}]))'
+             f" or sum by ({_BY}) "
+             f'(rate(grpc_server_handled_total{{{_GRPC_ONLY}, grpc_code!="OK"}}[{_WINDOW}]))'
+             f" or instance:lab_requests:{rate} * 0"),
+        rule(f"instance:lab_request_duration_seconds_bucket:{rate}",
+             f"sum by ({_BY}, le) "
+             f"(rate(http_request_duration_seconds_bucket{{{_HTTP_ONLY}}}[{_WINDOW}]))"
+             f" or sum by ({_BY}, le) "
+             f"(rate(grpc_server_handling_seconds_bucket{{{_GRPC_ONLY}}}[{_WINDOW}]))"),
+    ]
+    for level, by in (("instance", _BY), ("version", "service, version"), ("service", "service")):
+        if level != "instance":
+            rules += [
+                rule(f"{level}:lab_requests:{rate}",
+                     f"sum by ({by}) (instance:lab_requests:{rate})"),
+                rule(f"{level}:lab_errors:{rate}",
+                     f"sum by ({by}) (instance:lab_errors:{rate})"),
+            ]
+        rules.append(rule(f"{level}:lab_errors:ratio_{rate}",
+                          f"{level}:lab_errors:{rate} / {level}:lab_requests:{rate}"))
+        for quantile in (50, 95, 99):
+            rules.append(rule(
+                f"{level}:lab_request_duration_seconds:p{quantile}_{rate}",
+                f"histogram_quantile(0.{quantile}, sum by ({by}, le) "
+                f"(instance:lab_request_duration_seconds_bucket:{rate}))"))
+    return {"groups": [{"name": "lab-red", "rules": rules}]}
+
+
+def prometheus_config(state: Path) -> dict:
     def static(job: str, address: str) -> dict:
         return {"job_name": job, "static_configs": [{"targets": [address]}]}
 
     return {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "rule_files": [str(state / "rules.yml")],
         "scrape_configs": [
             static("prometheus", INFRA.prometheus.address),
             static("traefik", INFRA.traefik_api.address),
@@ -209,4 +258,5 @@ def write_all(state: Path) -> None:
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "supervisord.conf").write_text(supervisord_conf(state))
     (state / "traefik.yml").write_text(yaml.safe_dump(traefik_static(state), sort_keys=False))
-    (state / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(), sort_keys=False))
+    (state / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(state), sort_keys=False))
+    (state / "rules.yml").write_text(yaml.safe_dump(recording_rules(), sort_keys=False))

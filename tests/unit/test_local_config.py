@@ -28,11 +28,23 @@ def test_traefik_applies_registry_changes_without_throttling(tmp_path):
     assert static["entryPoints"]["web"]["address"].startswith("127.0.0.1:")
 
 
-def test_prometheus_discovers_instances_through_the_registry():
-    config = local_config.prometheus_config()
+def test_prometheus_discovers_instances_through_the_registry(tmp_path):
+    config = local_config.prometheus_config(tmp_path)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["services"]["http_sd_configs"][0]["url"].endswith("/targets")
     yaml.safe_load(yaml.safe_dump(config))  # round-trips as YAML
+    assert config["rule_files"] == [str(tmp_path / "rules.yml")]
+
+
+def test_recording_rules_cover_each_level_of_the_red_views():
+    records = [r["record"] for r in local_config.recording_rules()["groups"][0]["rules"]]
+    for level in ("instance", "version", "service"):
+        assert f"{level}:lab_errors:ratio_rate10s" in records
+        assert f"{level}:lab_request_duration_seconds:p95_rate10s" in records
+    # a rule may only use the records defined before it (one group, evaluated in order)
+    for position, rule in enumerate(local_config.recording_rules()["groups"][0]["rules"]):
+        used = {r for r in records if r in rule["expr"]}
+        assert used <= set(records[:position]), rule["record"]
 
 
 def test_route_keys_define_the_service_before_the_router():

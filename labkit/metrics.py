@@ -1,0 +1,109 @@
+"""PromQL against the lab's Prometheus, answered as tidy DataFrames.
+
+One row per (series, timestamp): a `time` column (UTC), a `value` column and
+one column per label. A malformed query raises LabError carrying Prometheus's
+own message, never a traceback from the HTTP layer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+import httpx
+import pandas as pd
+
+from .errors import LabError
+from .topology import INFRA
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
+
+
+def seconds(value: float | str) -> float:
+    """A duration as seconds: a number, or "500ms" / "30s" / "5m" / "1h"."""
+    if isinstance(value, bool):
+        raise LabError(f"not a duration: {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _RELATIVE.match(str(value))
+    if not match:
+        raise LabError(f"not a duration: {value!r} (e.g. 15, '500ms', '30s', '5m', '1h')")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def timestamp(value: float | str | datetime | pd.Timestamp | None, now: float) -> float:
+    """Unix seconds from a unix time, a datetime, or "5m" meaning five minutes ago."""
+    if value is None:
+        return now
+    if isinstance(value, datetime):  # pd.Timestamp is a datetime too
+        return pd.Timestamp(value).timestamp()
+    if isinstance(value, str):
+        return now - seconds(value)
+    return float(value)
+
+
+class Prometheus:
+    def __init__(self, url: str = INFRA.prometheus.url, timeout: float = 10.0):
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=timeout)
+
+    def query(self, promql: str, start: float | str | datetime | None = None,
+              end: float | str | datetime | None = None,
+              step: float | str | None = None) -> pd.DataFrame:
+        """An instant query (no `start`) or a range query from `start` to `end` (now)."""
+        if not isinstance(promql, str) or not promql.strip():
+            raise LabError("a PromQL expression is required, e.g. 'up' or "
+                           "'sum by (code) (rate(traefik_service_requests_total[30s]))'")
+        now = time.time()
+        if start is None:
+            if step is not None:
+                raise LabError("step= needs start= (a range query)")
+            data = self._get("/api/v1/query", {"query": promql, "time": timestamp(end, now)})
+        else:
+            start_s, end_s = timestamp(start, now), timestamp(end, now)
+            if start_s >= end_s:
+                raise LabError(f"start must be before end (start={start!r}, end={end!r})")
+            step_s = seconds(step) if step is not None else max(1.0, (end_s - start_s) / 250)
+            if step_s <= 0:
+                raise LabError(f"step must be positive, got {step!r}")
+            if (end_s - start_s) / step_s > MAX_POINTS:
+                raise LabError(f"{(end_s - start_s) / step_s:.0f} points per series is too "
+                               f"many (at most {MAX_POINTS}); use a larger step")
+            data = self._get("/api/v1/query_range",
+                             {"query": promql, "start": start_s, "end": end_s, "step": step_s})
+        return tidy(data)
+
+    def _get(self, path: str, params: dict) -> dict:
+        try:
+            response = self.http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise LabError(f"Prometheus at {self.url} is not reachable ({exc}); "
+                           "'labkit up' starts it") from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise LabError(f"Prometheus answered HTTP {response.status_code}: "
+                           f"{response.text[:200]}") from None
+        if body.get("status") != "success":
+            raise LabError(f"Prometheus rejected the query: {body.get('error', body)}")
+        return body["data"]
+
+
+def tidy(data: dict) -> pd.DataFrame:
+    """Prometheus's vector/matrix/scalar result as one row per (series, timestamp)."""
+    kind, result = data["resultType"], data["result"]
+    if kind in ("scalar", "string"):
+        result = [{"metric": {}, "value": result}]
+    rows = []
+    for series in result:
+        points = series.get("values") or [series["value"]]
+        for ts, value in points:
+            rows.append({"time": ts, "value": float(value), **series["metric"]})
+    labels = sorted({k for series in result for k in series["metric"]})
+    frame = pd.DataFrame(rows, columns=["time", "value", *labels])
+    frame["time"] = pd.to_datetime(frame["time"].astype(float), unit="s", utc=True)
+    frame["value"] = frame["value"].astype(float)
+    return frame
