@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -11,10 +12,13 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import filters, server_interceptor
 from prometheus_client import Counter, Histogram, start_http_server
 
 from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
+from .otel import REQUEST_ID, REQUEST_ID_HEADER, new_request_id
 from .runtime import GRACE_SECONDS, Lifecycle
 from .settings import Settings
 
@@ -42,6 +46,13 @@ _KINDS = {  # (request_streaming, response_streaming) -> grpc_type, handler attr
     (True, False): ("client_stream", "stream_unary", grpc.stream_unary_rpc_method_handler),
     (True, True): ("bidi_stream", "stream_stream", grpc.stream_stream_rpc_method_handler),
 }
+
+
+def tracing_interceptor() -> grpc.ServerInterceptor:
+    """A server span per application RPC, continuing the caller's trace from its metadata.
+    Health checks and reflection are not traced: they would drown the lessons."""
+    ours = filters.negate(filters.any_of(filters.service_prefix("grpc.")))
+    return server_interceptor(filter_=ours)
 
 
 class InstanceInterceptor(grpc.ServerInterceptor):
@@ -86,17 +97,8 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         self, behaviour: Callable, labels: tuple[str, str, str], faulty: bool
     ) -> Callable:
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
-            context.send_initial_metadata(self.metadata)
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                if faulty:
-                    self._inject(context)
+            with self._handling(context, labels, faulty):
                 return behaviour(request, context)
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                _record(labels, context.code() or code, start)
 
         return handle
 
@@ -104,22 +106,43 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         self, behaviour: Callable, labels: tuple[str, str, str], faulty: bool
     ) -> Callable:
         def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            context.send_initial_metadata(self.metadata)
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                if faulty:
-                    self._inject(context)
+            with self._handling(context, labels, faulty):
                 yield from behaviour(request, context)
-            except GeneratorExit:  # the client went away mid-stream
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception:
-                code = grpc.StatusCode.UNKNOWN
-                raise
-            finally:
-                _record(labels, context.code() or code, start)
 
         return handle
+
+    @contextlib.contextmanager
+    def _handling(
+        self, context: grpc.ServicerContext, labels: tuple[str, str, str], faulty: bool
+    ) -> Iterator[None]:
+        """Identity and request id out, faults in; then metrics and (for the application's
+        RPCs, not health checks) one log record, which carries the request id."""
+        incoming = dict(context.invocation_metadata()).get(REQUEST_ID_HEADER)
+        request_id = new_request_id(incoming if isinstance(incoming, str) else None)
+        REQUEST_ID.set(request_id)  # set, not reset later: a stream may end on another thread
+        context.send_initial_metadata((*self.metadata, (REQUEST_ID_HEADER, request_id)))
+        start, code = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            if faulty:
+                trace.get_current_span().set_attribute("request.id", request_id)
+                self._inject(context)
+            yield
+        except GeneratorExit:  # the client went away mid-stream
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            code = grpc.StatusCode.UNKNOWN
+            raise
+        finally:
+            code = context.code() or code
+            _record(labels, code, start)
+            if faulty:
+                level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+                log.log(level, "/%s/%s %s", labels[0], labels[1], code.name, extra={
+                    "rpc": f"/{labels[0]}/{labels[1]}", "grpc_code": code.name,
+                    "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                })
+            REQUEST_ID.set("")
 
 
 def _record(labels: tuple[str, str, str], code: grpc.StatusCode, start: float) -> None:

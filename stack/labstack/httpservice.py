@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import uvicorn
+from opentelemetry import trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -21,10 +24,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
+from .otel import REQUEST_ID, REQUEST_ID_HEADER, new_request_id
 from .runtime import GRACE_SECONDS, STARTUP_TIMEOUT, Lifecycle
 from .settings import Settings
 
 log = logging.getLogger("labstack")
+UNTRACED_PATHS = ("/health", "/ready", "/metrics")
 
 REQUESTS = Counter(
     "http_requests_total", "HTTP requests by route template and status", ["method", "path", "code"]
@@ -63,6 +68,46 @@ class RedMiddleware:
             path = getattr(scope.get("route"), "path", "<unmatched>")
             REQUESTS.labels(scope["method"], path, str(status)).inc()
             DURATION.labels(scope["method"], path).observe(time.perf_counter() - start)
+
+
+class RequestContextMiddleware:
+    """The request id (the caller's x-request-id, or a new one), returned to the caller,
+    attached to the trace, and one log record per request, which carries it.
+
+    Runs inside the OpenTelemetry middleware, so the record also carries the trace id.
+    Health checks and scrapes are neither logged nor traced: they would drown the lessons.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get(REQUEST_ID_HEADER)
+        request_id = new_request_id(incoming)
+        token = REQUEST_ID.set(request_id)
+        trace.get_current_span().set_attribute("request.id", request_id)
+        start, status = time.perf_counter(), 500
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        finally:
+            level = logging.WARNING if status >= 500 else logging.INFO
+            log.log(level, "%s %s %d", scope["method"], scope["path"], status, extra={
+                "method": scope["method"], "path": scope["path"], "status": status,
+                "duration_ms": round((time.perf_counter() - start) * 1000, 3),
+                "client": (scope.get("client") or ("", 0))[0],
+            })
+            REQUEST_ID.reset(token)
 
 
 class FaultMiddleware:
@@ -117,7 +162,16 @@ def create_app(
         route.app = FaultMiddleware(route.app, lifecycle.faults, lifecycle.settings.instance_id)
     return Starlette(
         routes=[*routes, *service_routes(lifecycle)],
-        middleware=[Middleware(RedMiddleware)],
+        # outermost first: the span, then the request id (logged inside the span), then RED
+        middleware=[
+            Middleware(
+                OpenTelemetryMiddleware,
+                excluded_urls=",".join(UNTRACED_PATHS),
+                exclude_spans=["receive", "send"],  # one span per request, not three
+            ),
+            Middleware(RequestContextMiddleware),
+            Middleware(RedMiddleware),
+        ],
         lifespan=lifespan,
     )
 

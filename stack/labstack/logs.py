@@ -1,7 +1,8 @@
-"""Structured logs: one JSON object per line on stdout.
+"""Structured logs: one JSON object per line on stdout, the process's own console.
 
-Every line carries the instance's identity so a central log store can filter
-by service, instance or version; extra fields come from `extra={...}`.
+Every line carries the instance's identity and, inside a request, its request
+id; extra fields come from `extra={...}`. The central copy that `lab.logs()`
+reads goes over OTLP to the telemetry store (see labstack.otel), not from here.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
+from .otel import RequestIdFilter
 from .settings import Settings
 
 # Attributes every LogRecord has; anything else was passed through `extra`.
@@ -61,6 +63,7 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> logging.
             }
         )
     )
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from . import routeguide_pb2 as pb
 from . import routeguide_pb2_grpc as pb_grpc
 from .features import FEATURES
-from .grpcservice import InstanceInterceptor, grpc_urls, serve_grpc
+from .grpcservice import InstanceInterceptor, grpc_urls, serve_grpc, tracing_interceptor
 from .runtime import Lifecycle, bootstrap
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name
@@ -105,7 +105,8 @@ def main() -> None:
     lifecycle = Lifecycle(settings, **grpc_urls(settings))
     server = grpc.server(
         ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc"),
-        interceptors=[InstanceInterceptor(settings, lifecycle.faults)],
+        # the tracing interceptor first: it is the outermost, so logs carry the trace id
+        interceptors=[tracing_interceptor(), InstanceInterceptor(settings, lifecycle.faults)],
         # grpcio sets SO_REUSEPORT by default: a second instance on the same
         # address would silently share the port instead of failing.
         options=[("grpc.so_reuseport", 0)],

@@ -19,6 +19,7 @@ from . import admin
 from .faults import FaultState, parse_faults_file
 from .logs import configure_logging, describe_error
 from .metrics import publish_identity
+from .otel import configure_telemetry
 from .registration import Registration
 from .settings import Settings, SettingsError
 
@@ -36,6 +37,7 @@ def bootstrap(*, needs: Iterable[str] = (), defaults: Mapping[str, str] | None =
         print(f"labstack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings)
+    configure_telemetry(settings)
     publish_identity(settings)
     return settings
 

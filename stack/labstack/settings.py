@@ -30,6 +30,8 @@ class Settings:
     faults_file: str | None = None
     gateway: str | None = None
     text: str = "hello"
+    otlp_endpoint: str | None = None  # the telemetry store (OTLP/HTTP); None: export nothing
+    trace_sample: float = 1.0  # share of new traces kept (traced callers' choices are kept)
 
     @property
     def instance_id(self) -> str:
@@ -73,6 +75,8 @@ class Settings:
             faults_file=source.get("LAB_FAULTS_FILE", "").strip() or None,
             gateway=reader.optional_url("LAB_GATEWAY"),
             text=source.get("LAB_TEXT", "hello"),
+            otlp_endpoint=reader.optional_url("LAB_OTLP_ENDPOINT"),
+            trace_sample=reader.ratio("LAB_TRACE_SAMPLE", default=1.0),
         )
         if settings.admin_port and settings.admin_port in (settings.port, settings.metrics_port):
             # The admin API must never be reachable where the gateway or Prometheus send traffic.
@@ -121,6 +125,19 @@ class _Reader:
             value = -1.0
         if not 0 <= value <= 60:
             self.problems.append(f"{name} must be a number of seconds in 0..60, got {raw!r}")
+            return default
+        return value
+
+    def ratio(self, name: str, *, default: float) -> float:
+        raw = self.source.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value <= 1:
+            self.problems.append(f"{name} must be a number in 0..1, got {raw!r}")
             return default
         return value
 

@@ -2,7 +2,8 @@
 
 It never talks to an instance directly: routing, retries and balancing are
 the gateway's job. The caller's x-request-id (or a new one) goes to both hops
-and back in the response, so one request can be followed through the logs.
+and back in the response, so one request can be followed through the logs;
+its trace context goes along too (OpenTelemetry instruments both clients).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +18,8 @@ from urllib.parse import urlsplit
 
 import grpc
 import httpx
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +30,7 @@ from . import routeguide_pb2_grpc as pb_grpc
 from .features import FEATURES
 from .httpservice import create_app, http_urls, serve_http
 from .logs import describe_error
+from .otel import REQUEST_ID, REQUEST_ID_HEADER
 from .runtime import Lifecycle, bootstrap
 from .settings import Settings
 
@@ -37,15 +39,6 @@ log = logging.getLogger("labstack.web")
 DOWNSTREAM_TIMEOUT = 2.0  # seconds per hop
 ECHO_HOST = "echo.localhost"  # the gateway routes by Host (HTTP) and authority (gRPC)
 ROUTEGUIDE_AUTHORITY = "routeguide.localhost"
-# Only ids that are safe in an HTTP header and in gRPC metadata are passed on.
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-
-def request_id_of(request: Request) -> str:
-    incoming = request.headers.get("x-request-id", "")
-    return incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-
-
 def describe(error: BaseException) -> str:
     """A one-line reason a hop failed, for the 502 body and the log."""
     if isinstance(error, httpx.HTTPStatusError):
@@ -56,7 +49,7 @@ def describe(error: BaseException) -> str:
 
 
 async def call_echo(client: httpx.AsyncClient, request_id: str) -> Any:
-    response = await client.get("/", headers={"x-request-id": request_id})
+    response = await client.get("/", headers={REQUEST_ID_HEADER: request_id})
     response.raise_for_status()
     return response.json()
 
@@ -65,7 +58,7 @@ async def call_routeguide(stub: pb_grpc.RouteGuideStub, request_id: str) -> dict
     place = random.choice(FEATURES)
     call = stub.GetFeature(
         pb.Point(latitude=place.latitude, longitude=place.longitude),
-        metadata=(("x-request-id", request_id),),
+        metadata=((REQUEST_ID_HEADER, request_id),),
         timeout=DOWNSTREAM_TIMEOUT,
     )
     feature = await call
@@ -83,18 +76,19 @@ def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
         channel = grpc.aio.insecure_channel(
             f"{gateway.hostname}:{gateway.port}",
             options=[("grpc.default_authority", ROUTEGUIDE_AUTHORITY)],
+            interceptors=aio_client_interceptors(),  # a client span; traceparent in metadata
         )
         async with httpx.AsyncClient(
             base_url=settings.gateway, headers={"Host": ECHO_HOST}, timeout=DOWNSTREAM_TIMEOUT
         ) as echo:
+            HTTPXClientInstrumentor.instrument_client(echo)  # a client span; traceparent header
             try:
                 yield {"echo": echo, "routeguide": pb_grpc.RouteGuideStub(channel)}
             finally:
                 await channel.close()
 
     async def home(request: Request) -> Response:
-        request_id = request_id_of(request)
-        headers = {"x-request-id": request_id}
+        request_id = REQUEST_ID.get()  # the caller's or a new one (see RequestContextMiddleware)
         echo, feature = await asyncio.gather(
             call_echo(request.state.echo, request_id),
             call_routeguide(request.state.routeguide, request_id),
@@ -110,14 +104,14 @@ def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
                 "downstream call failed", extra={"request_id": request_id, "failed": failed}
             )
             body = {"error": "downstream call failed", "failed": failed, "request_id": request_id}
-            return JSONResponse(body, status_code=502, headers=headers)
+            return JSONResponse(body, status_code=502)
         body = {
             "instance": settings.instance_id,
             "version": settings.version,
             "echo": echo,
             "feature": feature,
         }
-        return JSONResponse(body, headers=headers)
+        return JSONResponse(body)
 
     return create_app(lifecycle, [Route("/", home)], lifespan=downstreams)
 
