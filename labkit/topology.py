@@ -89,6 +89,8 @@ class Infra:
     promsd: Endpoint = Endpoint("127.0.0.1", 8082)
     # 9095, not 9090: a system Prometheus installed by the OS package may hold 9090
     prometheus: Endpoint = Endpoint("127.0.0.1", 9095)
+    # the standard OTLP/HTTP port: services and Traefik export traces and logs here
+    telemetry: Endpoint = Endpoint("127.0.0.1", 4318)
 
 
 SERVICES: dict[str, Service] = {
@@ -103,7 +105,7 @@ SERVICES: dict[str, Service] = {
     )
 }
 INFRA = Infra()
-INFRA_COMPONENTS = ("etcd", "promsd", "prometheus", "traefik")
+INFRA_COMPONENTS = ("etcd", "promsd", "prometheus", "telemetry", "traefik")
 
 
 def service(name: str) -> Service:

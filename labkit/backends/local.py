@@ -38,6 +38,7 @@ HEALTH_URLS = {
     "etcd": f"{INFRA.etcd.url}/health",
     "promsd": f"{INFRA.promsd.url}/health",
     "prometheus": f"{INFRA.prometheus.url}/-/ready",
+    "telemetry": f"{INFRA.telemetry.url}/health",
     "traefik": f"{INFRA.traefik_api.url}/ping",
 }
 INFRA_ENDPOINTS = {
@@ -45,11 +46,13 @@ INFRA_ENDPOINTS = {
     "etcd peer": INFRA.etcd_peer,
     "promsd": INFRA.promsd,
     "prometheus": INFRA.prometheus,
+    "telemetry": INFRA.telemetry,
     "traefik web": INFRA.gateway,
     "traefik api": INFRA.traefik_api,
 }
 START_TIMEOUT = 20.0
 REPLICAS_FILE = "replicas.json"  # the replica count asked for each service (scale, or up)
+TELEMETRY_FILES = ("telemetry.sqlite", "telemetry.sqlite-wal", "telemetry.sqlite-shm")
 STOP_TIMEOUT = 15.0  # above supervisord's stopwaitsecs, after which it SIGKILLs
 
 
@@ -128,9 +131,9 @@ class LocalBackend:
 
     def _start_supervisord(self, progress: Progress) -> None:
         progress(f"writing configuration to {self.state}")
-        # the registry is rebuilt from live instances (stale records would lie), and
-        # logs start afresh so that a log tail shows this run only
-        for stale in ("etcd", "logs", "faults", REPLICAS_FILE):
+        # the registry is rebuilt from live instances (stale records would lie); logs,
+        # metrics and traces start afresh, so that what a learner sees is this run only
+        for stale in ("etcd", "logs", "faults", REPLICAS_FILE, "prometheus", *TELEMETRY_FILES):
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)

@@ -43,6 +43,13 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
             "--unsafe-no-fsync", "--log-level", "warn",
         ],
         "promsd": [sys.executable, "-m", "labstack.promsd"],
+        "telemetry": [
+            sys.executable, "-m", "labstack.telemetry",
+            "--host", INFRA.telemetry.host, "--port", str(INFRA.telemetry.port),
+            # emptied at each fresh `up` (see LocalBackend); bounded while it runs
+            "--db", str(state / "telemetry.sqlite"), "--max-age", "3600",
+            "--max-bytes", str(256 * 1024 * 1024),
+        ],
         "prometheus": [
             paths.executable("prometheus"),
             f"--config.file={state / 'prometheus.yml'}",
@@ -74,6 +81,7 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_GATEWAY": INFRA.gateway.url,
         "LAB_ADMIN_PORT": str(service.admin_endpoint(slot).port),
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
+        "LAB_OTLP_ENDPOINT": INFRA.telemetry.url,
     }
     if service.metrics_port is not None:
         env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)
@@ -179,7 +187,23 @@ def traefik_static(state: Path) -> dict:
             "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": "traefik"},
         },
         "log": {"level": "INFO", "format": "json"},
-        "accessLog": {"filePath": str(state / "logs" / "access.json"), "format": "json"},
+        # Traefik's own spans (entry point, then the call to the chosen server) and its access
+        # log, both over OTLP to the telemetry store: the access log's only destination, so
+        # lab.logs() sees the gateway next to the services.
+        "tracing": {
+            "serviceName": "traefik",
+            "otlp": {"http": {"endpoint": f"{INFRA.telemetry.url}/v1/traces"}},
+        },
+        "experimental": {"otlpLogs": True},
+        "accessLog": {
+            "format": "json",
+            # the request id as the client sent it and as the service answered it
+            "fields": {"headers": {"names": {"X-Request-Id": "keep"}}},
+            "otlp": {
+                "serviceName": "traefik",
+                "http": {"endpoint": f"{INFRA.telemetry.url}/v1/logs"},
+            },
+        },
     }
 
 
