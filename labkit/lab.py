@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,18 +21,22 @@ from .metrics import Prometheus
 from .policies import Policies
 from .ports import ensure_free
 from .registry import Registry
+from .telemetry import Telemetry, When
 from .topology import INFRA, SERVICES, check_replicas, service
 
 UIS = {
     "gateway (Traefik entry point)": INFRA.gateway.url,
     "Traefik dashboard": f"{INFRA.traefik_api.url}/dashboard/",
     "Prometheus": INFRA.prometheus.url,
+    "telemetry store (OTLP, query API)": f"{INFRA.telemetry.url}/api/stats",
     "etcd (registry)": INFRA.etcd.url,
 }
+GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
 INFRA_ADDRESSES = {
     "etcd": INFRA.etcd.address,
     "promsd": INFRA.promsd.address,
     "prometheus": INFRA.prometheus.address,
+    "telemetry": INFRA.telemetry.address,
     "traefik": f"{INFRA.gateway.address} (api {INFRA.traefik_api.address})",
 }
 
@@ -53,6 +56,7 @@ class Lab:
         self.gateway = Gateway()
         self.policies = Policies()  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
+        self.telemetry = Telemetry(INFRA.telemetry.url)  # traces and logs
         self.uis = dict(UIS)
 
     @property
@@ -222,8 +226,7 @@ class Lab:
 
     # ---- telemetry ---------------------------------------------------------
 
-    def metrics(self, promql: str, start: float | str | datetime | None = None,
-                end: float | str | datetime | None = None,
+    def metrics(self, promql: str, start: When = None, end: When = None,
                 step: float | str | None = None) -> pd.DataFrame:
         """A PromQL query as a tidy DataFrame (time, value, one column per label).
 
@@ -234,10 +237,54 @@ class Lab:
         """
         return self.prometheus.query(promql, start=start, end=end, step=step)
 
+    def dashboard(self, window: str = "3m", refresh: float = 5.0,
+                  live: bool | None = None) -> dict[str, pd.DataFrame]:
+        """Request rate, error ratio and p95 latency per service and per instance over the
+        last `window`, with links to Prometheus and Traefik's dashboard. Live (redrawn every
+        `refresh` s for ten minutes) in a learner's Jupyter session; drawn once under
+        papermill or CI. Returns the data drawn: panel title -> tidy frame."""
+        from . import dashboard
+
+        return dashboard.show(self.prometheus, window=window, refresh=refresh, live=live)
+
+    def traces(self, service: str | None = None, since: When = None, until: When = None,
+               min_duration: float | str | None = None, status: str | None = None,
+               limit: int = 20) -> pd.DataFrame:
+        """Traces in the telemetry store, newest first (see labkit.telemetry.Telemetry)."""
+        return self.telemetry.traces(service=_traced(service), since=since, until=until,
+                                     min_duration=min_duration, status=status, limit=limit)
+
+    def trace(self, trace_id: str) -> pd.DataFrame:
+        """The spans of one trace, one row each; lab.plot.trace(...) draws them."""
+        return self.telemetry.trace(trace_id)
+
+    def logs(self, request_id: str | None = None, service: str | None = None,
+             instance: str | None = None, level: str | None = None, since: When = None,
+             until: When = None, contains: str | None = None, trace_id: str | None = None,
+             limit: int = 1000) -> pd.DataFrame:
+        """Log records of every instance and of the gateway (service "traefik": its access
+        log), oldest first. level="warning" means warnings and worse."""
+        return self.telemetry.logs(
+            request_id=request_id, trace_id=trace_id, service=_traced(service),
+            instance=instance, level=level, since=since, until=until, contains=contains,
+            limit=limit,
+        )
+
     def _require_up(self) -> None:
         if not self.backend.is_up():
             raise LabError("the stack is not running; start it with labkit.connect() or "
                            "'labkit up'")
+
+
+def _traced(name: str | None) -> str | None:
+    """A service that sends telemetry: one of the lab's services, or the gateway."""
+    if name is None or name == GATEWAY_SERVICE:
+        return name
+    try:
+        return service(name).name
+    except LabError:
+        known = ", ".join(sorted([*SERVICES, GATEWAY_SERVICE]))
+        raise LabError(f"unknown service {name!r}; services with telemetry: {known}") from None
 
 
 def gateway_target(url: str) -> tuple[str, str | None]:

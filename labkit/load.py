@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ import grpc
 import httpx
 import pandas as pd
 
+from . import jupyter
 from .errors import LabError, LabTimeout
 
 # what one Python client process sustains on a 2-core machine (bench: ~1000 rps)
@@ -416,16 +416,11 @@ def _progress_line(run: _Run, final: bool = False) -> str:
 
 def _progress_writer(progress: bool | None) -> Callable[[str, bool], None] | None:
     """Where the live progress line goes: a Jupyter display, stderr, or nowhere."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython else None
-    in_kernel = getattr(shell, "kernel", None) is not None
     if progress is None:
-        # Only jupyter_server sets JPY_SESSION_NAME: papermill and nbclient kernels lack it.
-        interactive = "JPY_SESSION_NAME" in os.environ if in_kernel else sys.stderr.isatty()
-        progress = interactive and not os.environ.get("CI")
+        progress = jupyter.interactive()
     if not progress:
         return None
-    if in_kernel:
+    if jupyter.in_kernel():
         from IPython.display import display
 
         handle = display({"text/plain": ""}, raw=True, display_id=True)

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from .waterfall import trace  # noqa: F401  (lab.plot.trace: a trace's spans as a waterfall)
+
 STATUS_COLORS = {
     "2xx": "tab:green", "3xx": "tab:blue", "4xx": "tab:orange", "5xx": "tab:red",
     "no response": "dimgray",

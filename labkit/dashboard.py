@@ -1,0 +1,126 @@
+"""The lab's dashboard in the notebook: RED metrics per service and per instance.
+
+Six panels from Prometheus's recording rules (see `.lab/rules.yml`): request
+rate, error ratio and latency percentiles, per service (top row) and per
+instance (bottom row). In a learner's live Jupyter session it refreshes itself
+for a bounded time; under papermill or CI it is drawn once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from . import jupyter
+from .errors import LabError
+from .metrics import Prometheus
+from .topology import INFRA
+
+LINKS = {
+    "Prometheus (graph of the request rate per service)":
+        f"{INFRA.prometheus.url}/graph?g0.expr=service%3Alab_requests%3Arate10s&g0.tab=0",
+    "Prometheus recording rules": f"{INFRA.prometheus.url}/rules",
+    "Traefik dashboard": f"{INFRA.traefik_api.url}/dashboard/",
+}
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    query: str
+    by: str  # the label naming each line
+    ylabel: str
+    scale: float = 1.0  # seconds -> ms, ratio -> %
+
+
+PANELS = (
+    Panel("Request rate per service", "service:lab_requests:rate10s", "service",
+          "requests/s"),
+    Panel("Error ratio per service", "service:lab_errors:ratio_rate10s", "service",
+          "errors (%)", 100),
+    Panel("p95 latency per service", "service:lab_request_duration_seconds:p95_rate10s",
+          "service", "latency (ms)", 1000),
+    Panel("Request rate per instance", "instance:lab_requests:rate10s", "lab_instance",
+          "requests/s"),
+    Panel("Error ratio per instance", "instance:lab_errors:ratio_rate10s", "lab_instance",
+          "errors (%)", 100),
+    Panel("p95 latency per instance", "instance:lab_request_duration_seconds:p95_rate10s",
+          "lab_instance", "latency (ms)", 1000),
+)
+
+
+def fetch(prometheus: Prometheus, window: str = "3m", step: str = "2s") -> dict[str, pd.DataFrame]:
+    """Each panel's series over the last `window`: panel title -> tidy frame."""
+    return {p.title: prometheus.query(p.query, start=window, step=step) for p in PANELS}
+
+
+def draw(data: dict[str, pd.DataFrame]) -> Figure:
+    # A bare Figure, not pyplot: drawn from the refresh thread too, and shown only when displayed.
+    fig = Figure(figsize=(13, 6.5), layout="constrained")
+    axes = fig.subplots(2, 3, sharex=True)
+    for panel, ax in zip(PANELS, axes.flat, strict=True):
+        _draw_panel(ax, panel, data[panel.title])
+    fig.suptitle(f"Lab dashboard: RED metrics over 10 s windows (at {time.strftime('%H:%M:%S')})")
+    return fig
+
+
+def _draw_panel(ax: Axes, panel: Panel, frame: pd.DataFrame) -> None:
+    ax.set(title=panel.title, ylabel=panel.ylabel, xlabel="time (UTC)")
+    if frame.empty or panel.by not in frame:
+        ax.text(0.5, 0.5, "no data yet: send some load", ha="center", va="center",
+                transform=ax.transAxes, color="gray")
+        return
+    for name, series in frame.dropna(subset=[panel.by]).groupby(panel.by):
+        ax.plot(series["time"], series["value"] * panel.scale, label=name)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="x-small", loc="upper left")
+    ax.tick_params(axis="x", labelrotation=30, labelsize="small")
+
+
+def show(prometheus: Prometheus, *, window: str = "3m", refresh: float = 5.0,
+         duration: float = 600.0, live: bool | None = None) -> dict[str, pd.DataFrame]:
+    """Draw the dashboard; redraw it every `refresh` s for `duration` s when `live`
+    (default: only in a learner's live Jupyter session). Returns the data first drawn."""
+    from IPython.display import HTML, display
+
+    links = " · ".join(f'<a href="{url}" target="_blank">{name}</a>' for name, url in LINKS.items())
+    display(HTML(f"<p>Open: {links}</p>"))
+    data = fetch(prometheus, window)
+    if live is None:
+        live = jupyter.in_kernel() and jupyter.interactive()
+    if not live:
+        display(draw(data))
+        return data
+    import ipywidgets
+
+    output = ipywidgets.Output()
+    display(output)
+    threading.Thread(target=_refresh, args=(prometheus, output, window, refresh, duration),
+                     daemon=True, name="labkit-dashboard").start()
+    return data
+
+
+def _refresh(prometheus: Prometheus, output, window: str, refresh: float,
+             duration: float) -> None:
+    """Redraw until `duration` is over or Prometheus stops answering (the stack went down)."""
+    from IPython.display import display
+
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        try:
+            fig = draw(fetch(prometheus, window))
+        except LabError as exc:
+            with output:
+                print(f"dashboard stopped: {exc}")
+            return
+        with output:
+            output.clear_output(wait=True)
+            display(fig)
+        time.sleep(refresh)
+    with output:
+        print(f"dashboard stopped refreshing after {duration:g} s; call lab.dashboard() again")
