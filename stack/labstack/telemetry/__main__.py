@@ -52,11 +52,19 @@ def main(argv: list[str] | None = None) -> None:
         default=MAX_BODY,
         help="largest request body, received or decompressed (default 16 MiB)",
     )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=100_000,
+        help="rows waiting to be written before new requests get 503 (default 100000)",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args.db.parent.mkdir(parents=True, exist_ok=True)
-    settings = Settings(args.db, args.max_age, args.max_bytes, args.prune_interval)
+    settings = Settings(
+        args.db, args.max_age, args.max_bytes, args.prune_interval, args.max_pending
+    )
     uvicorn.run(
         create_app(settings, args.max_body),
         host=args.host,

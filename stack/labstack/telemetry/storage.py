@@ -126,12 +126,15 @@ class Store:
 
     def start(self) -> None:
         self._thread.start()
+        log.info("storing in %s: %d spans and %d logs already there", self.settings.path,
+                 self.counts["spans"], self.counts["logs"])  # fmt: skip
 
     def stop(self, timeout: float = 30.0) -> None:
         """Write what is queued, then close."""
         self._queue.put(None)
         self._thread.join(timeout)
         self.conn.close()
+        log.info("stopped with %(spans)d spans and %(logs)d logs stored", self.counts)
 
     def submit(self, kind: str, rows: list[tuple]) -> Future:
         """Queue rows ("spans" or "logs"); the future completes once they are committed."""
