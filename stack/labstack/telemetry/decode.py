@@ -6,7 +6,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,58 +79,57 @@ def _hex_ids_to_base64(node: Any) -> Any:
 
 def span_rows(request: ExportTraceServiceRequest) -> Decoded:
     out = Decoded()
-    for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
-        service, instance = _service(resource)
-        resource_json = json.dumps(resource)
-        for scope_spans in resource_spans.scope_spans:
-            for span in scope_spans.spans:
-                if len(span.trace_id) != 16 or len(span.span_id) != 8:
-                    out.rejected += 1
-                    continue
-                start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                events = [
-                    {
-                        "name": ev.name,
-                        "time": ev.time_unix_nano,
-                        "attributes": attributes(ev.attributes),
-                    }
-                    for ev in span.events
-                ]
-                out.rows.append((
-                    span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
-                    service, instance, span.name, KINDS.get(span.kind, "INTERNAL"),
-                    start, end, max(end - start, 0),
-                    STATUSES.get(span.status.code, "UNSET"), span.status.message,
-                    json.dumps(attributes(span.attributes)), resource_json, json.dumps(events),
-                ))  # fmt: skip
+    for service, instance, resource, span in _items(request.resource_spans, "spans"):
+        if len(span.trace_id) != 16 or len(span.span_id) != 8:
+            out.rejected += 1
+            continue
+        start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        events = [
+            {"name": ev.name, "time": ev.time_unix_nano, "attributes": attributes(ev.attributes)}
+            for ev in span.events
+        ]
+        out.rows.append((
+            span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(),
+            service, instance, span.name, KINDS.get(span.kind, "INTERNAL"),
+            start, end, max(end - start, 0),
+            STATUSES.get(span.status.code, "UNSET"), span.status.message,
+            json.dumps(attributes(span.attributes)), resource, json.dumps(events),
+        ))  # fmt: skip
     return out
 
 
 def log_rows(request: ExportLogsServiceRequest) -> Decoded:
     out = Decoded()
     now = time.time_ns()
-    for resource_logs in request.resource_logs:
-        resource = attributes(resource_logs.resource.attributes)
-        service, instance = _service(resource)
-        resource_json = json.dumps(resource)
-        for scope_logs in resource_logs.scope_logs:
-            for record in scope_logs.log_records:
-                if len(record.trace_id) not in (0, 16) or len(record.span_id) not in (0, 8):
-                    out.rejected += 1
-                    continue
-                attrs = attributes(record.attributes)
-                level = severity_level(record.severity_text, record.severity_number)
-                body = any_value(record.body) if record.HasField("body") else ""
-                out.rows.append((
-                    record.time_unix_nano or record.observed_time_unix_nano or now,
-                    service, instance, level, LEVELS.index(level) if level else 0,
-                    record.severity_number,
-                    body if isinstance(body, str) else json.dumps(body),
-                    record.trace_id.hex(), record.span_id.hex(), request_id(attrs),
-                    json.dumps(attrs), resource_json,
-                ))  # fmt: skip
+    for service, instance, resource, record in _items(request.resource_logs, "log_records"):
+        if len(record.trace_id) not in (0, 16) or len(record.span_id) not in (0, 8):
+            out.rejected += 1
+            continue
+        attrs = attributes(record.attributes)
+        level = severity_level(record.severity_text, record.severity_number)
+        body = any_value(record.body) if record.HasField("body") else ""
+        out.rows.append((
+            record.time_unix_nano or record.observed_time_unix_nano or now,
+            service, instance, level, LEVELS.index(level) if level else 0,
+            record.severity_number,
+            body if isinstance(body, str) else json.dumps(body),
+            record.trace_id.hex(), record.span_id.hex(), request_id(attrs),
+            json.dumps(attrs), resource,
+        ))  # fmt: skip
     return out
+
+
+def _items(groups: Iterable[Any], items: str) -> Iterator[tuple[str, str, str, Any]]:
+    """(service, instance, resource attributes as JSON, item) for every span or log record."""
+    for group in groups:
+        resource = attributes(group.resource.attributes)
+        service = str(resource.get("service.name", "unknown_service"))
+        instance = str(resource.get("service.instance.id", ""))
+        resource_json = json.dumps(resource)
+        scopes = group.scope_spans if items == "spans" else group.scope_logs
+        for scope in scopes:
+            for item in getattr(scope, items):
+                yield service, instance, resource_json, item
 
 
 def severity_level(text: str, number: int) -> str:
@@ -168,10 +167,3 @@ def any_value(value: AnyValue) -> Any:
     if which == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     return getattr(value, which)
-
-
-def _service(resource: dict[str, Any]) -> tuple[str, str]:
-    return (
-        str(resource.get("service.name", "unknown_service")),
-        str(resource.get("service.instance.id", "")),
-    )

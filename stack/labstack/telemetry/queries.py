@@ -27,12 +27,7 @@ def traces(
     if service:
         where.append("instr(services, ?) > 0")
         args.append(f"{SEP}{service}{SEP}")
-    if since is not None:
-        where.append("start_ns >= ?")
-        args.append(int(since * NS))
-    if until is not None:
-        where.append("start_ns <= ?")
-        args.append(int(until * NS))
+    _time_range("start_ns", since, until, where, args)
     if min_duration_ms is not None:
         where.append("end_ns - start_ns >= ?")
         args.append(int(min_duration_ms * 1_000_000))
@@ -113,12 +108,7 @@ def logs(
     if level:
         where.append("level_rank >= ?")
         args.append(LEVELS.index(level))
-    if since is not None:
-        where.append("time_ns >= ?")
-        args.append(int(since * NS))
-    if until is not None:
-        where.append("time_ns <= ?")
-        args.append(int(until * NS))
+    _time_range("time_ns", since, until, where, args)
     if contains:
         # LIKE is case-insensitive for ASCII; escape its wildcards so the text is literal.
         escaped = contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -137,6 +127,18 @@ def logs(
         record["resource"] = json.loads(record["resource"])
         records.append(record)
     return records
+
+
+def _time_range(
+    column: str, since: float | None, until: float | None, where: list[str], args: list
+) -> None:
+    """Add `since <= column <= until` (unix seconds; either may be absent) to a query."""
+    if since is not None:
+        where.append(f"{column} >= ?")
+        args.append(int(since * NS))
+    if until is not None:
+        where.append(f"{column} <= ?")
+        args.append(int(until * NS))
 
 
 def services(conn: sqlite3.Connection) -> list[str]:
