@@ -21,6 +21,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -100,9 +101,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreProcess]:
 
 
 @pytest.fixture
-def private_store(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., StoreProcess]]:
+def private_store(tmp_path: Path) -> Iterator[Callable[..., StoreProcess]]:
     """Start a store with its own flags on 127.0.5.2, .3, ...; all stopped at teardown."""
     started: list[StoreProcess] = []
 
@@ -115,19 +114,8 @@ def private_store(
     finally:
         for server in started:
             server.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for server in started:
-                print(f"--- {server.log_path.name} ---\n{server.log_path.read_text()}")
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    """Keep the call-phase report on the item so fixtures can show logs on failure."""
-    report = yield
-    if report.when == "call":
-        item.rep_call = report
-    return report
+            # pytest shows teardown output only for a failed test: there, the log helps
+            print(f"--- {server.log_path.name} ---\n{server.log_path.read_text()}")
 
 
 def unique(name: str) -> str:
@@ -184,8 +172,7 @@ def span_request(service: str, traces: int, start_ns: int, spans_per_trace: int 
     """A protobuf ExportTraceServiceRequest with `traces` traces, built without the SDK."""
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
-    attribute = resource_spans.resource.attributes.add()
-    attribute.key, attribute.value.string_value = "service.name", service
+    _name(resource_spans.resource, service)
     spans = resource_spans.scope_spans.add().spans
     for t in range(traces):
         trace_id = uuid.uuid4().bytes
@@ -196,6 +183,25 @@ def span_request(service: str, traces: int, start_ns: int, spans_per_trace: int 
             span.start_time_unix_nano = start_ns + t * 1000
             span.end_time_unix_nano = span.start_time_unix_nano + 5_000_000
     return request.SerializeToString()
+
+
+def log_request(service: str, count: int, time_ns: int) -> bytes:
+    """A protobuf ExportLogsServiceRequest with `count` info records from `time_ns` on."""
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    _name(resource_logs.resource, service)
+    records = resource_logs.scope_logs.add().log_records
+    for i in range(count):
+        record = records.add()
+        record.time_unix_nano = time_ns + i
+        record.severity_number = 9
+        record.body.string_value = f"record {i} {uuid.uuid4()}"
+    return request.SerializeToString()
+
+
+def _name(resource: Any, service: str) -> None:
+    attribute = resource.attributes.add()
+    attribute.key, attribute.value.string_value = "service.name", service
 
 
 def eventually(probe: Callable[[], Any], what: str, timeout: float = 30) -> Any:

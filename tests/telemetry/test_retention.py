@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import os
-import uuid
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-from .conftest import eventually, now_ns, span_request, unique
+from .conftest import eventually, log_request, now_ns, span_request, unique
 
 PROTOBUF = "application/x-protobuf"
 SECOND = 1_000_000_000
-
-
-def log_request(service: str, count: int, time_ns: int) -> bytes:
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    attribute = resource_logs.resource.attributes.add()
-    attribute.key, attribute.value.string_value = "service.name", service
-    records = resource_logs.scope_logs.add().log_records
-    for i in range(count):
-        record = records.add()
-        record.time_unix_nano = time_ns + i
-        record.severity_number = 9
-        record.body.string_value = f"record {i} {uuid.uuid4()}"
-    return request.SerializeToString()
 
 
 def test_data_older_than_max_age_is_pruned(private_store):
