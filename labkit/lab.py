@@ -56,7 +56,7 @@ class Lab:
         self.gateway = Gateway()
         self.policies = Policies()  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
-        self.telemetry = Telemetry(INFRA.telemetry.url)  # traces and logs
+        self.telemetry = Telemetry()  # traces and logs, from the telemetry store
         self.uis = dict(UIS)
 
     @property

@@ -18,6 +18,7 @@ import pandas as pd
 
 from .errors import LabError
 from .metrics import seconds, timestamp
+from .topology import INFRA
 
 STATUSES = ("ok", "error")
 LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -28,7 +29,6 @@ SPAN_COLUMNS = ["trace_id", "span_id", "parent_span_id", "service", "instance", 
                 "depth"]  # fmt: skip
 LOG_COLUMNS = ["time", "service", "instance", "level", "body", "request_id", "trace_id",
                "span_id", "attributes"]  # fmt: skip
-DEFAULT_URL = "http://127.0.0.1:4318"  # the standard OTLP/HTTP port, where labkit runs the store
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 When = float | str | datetime | pd.Timestamp | None
@@ -37,7 +37,7 @@ When = float | str | datetime | pd.Timestamp | None
 class Telemetry:
     """A client of the telemetry store's query API (`python -m labstack.telemetry`)."""
 
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 5.0) -> None:
+    def __init__(self, url: str = INFRA.telemetry.url, timeout: float = 5.0) -> None:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=timeout)
 

@@ -25,7 +25,8 @@ def wait_for(
     diagnose: Callable[[], str] | None = None,
     hint: str = "",
 ) -> T:
-    """Call `probe` until it returns something truthy; return that value.
+    """Call `probe` until it returns something truthy (a non-empty DataFrame counts);
+    return that value.
 
     Exceptions raised by `probe` count as "not yet" (a port not open yet is
     normal during start-up); the last one is reported if time runs out. A
@@ -36,7 +37,7 @@ def wait_for(
     while True:
         try:
             result = probe()
-            if result:
+            if _done(result):
                 return result
         except LabError:
             raise
@@ -56,3 +57,8 @@ def wait_for(
     if hint:
         lines.append(f"Hint: {hint}")
     raise LabTimeout("\n".join(lines))
+
+
+def _done(result: object) -> bool:
+    empty = getattr(result, "empty", None)  # a DataFrame has no truth value, only .empty
+    return not empty if isinstance(empty, bool) else bool(result)

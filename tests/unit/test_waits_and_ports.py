@@ -1,6 +1,7 @@
 import os
 import socket
 
+import pandas as pd
 import pytest
 
 from labkit.errors import LabError, LabTimeout
@@ -12,6 +13,11 @@ from labkit.waits import wait_for
 def test_wait_returns_the_first_truthy_value():
     values = iter([0, None, "ready"])
     assert wait_for(lambda: next(values), what="x", timeout=2, interval=0.01) == "ready"
+
+
+def test_wait_takes_a_dataframe_once_it_has_rows():
+    frames = iter([pd.DataFrame(), pd.DataFrame({"a": [1]})])
+    assert len(wait_for(lambda: next(frames), what="rows", timeout=2, interval=0.01)) == 1
 
 
 def test_wait_timeout_explains_itself():
