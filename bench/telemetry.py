@@ -6,8 +6,10 @@
    BatchSpanProcessor, OTLPSpanExporter) paced to --rate spans/s in total, for
    --seconds; prints spans sent vs stored (the loss must be 0) and the store's
    RSS and CPU.
-Needs no live stack: it starts its own store on 127.0.5.30:4318 with a temporary
-database, one fresh store per phase, and stops it afterwards.
+3. live: the lab's stack (started if needed), the load generator on web; every
+   answered request must leave its 11 spans in the store (Traefik and 3 services).
+Phases 1-2 start their own store on 127.0.5.30:4318 with a temporary database and
+stop it afterwards; --no-live skips phase 3.
 Run: .venv/bin/python bench/telemetry.py [--producers N] [--rate R] [--seconds S]
 """
 
@@ -189,12 +191,51 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+SPANS_PER_WEB_REQUEST = 11  # Traefik 2 + web 3 + (Traefik 2 + echo 1) + (Traefik 2 + routeguide 1)
+
+
+def under_load(rps: float, seconds: float) -> dict:
+    """The live stack: the load generator on web; is every span of every request stored?
+
+    Each answered request to web makes 11 spans in five processes (see notebook 10); the
+    store's accepted count must grow by exactly that many per request once all have flushed.
+    """
+    from common import running_lab
+
+    with running_lab() as lab:
+        lab.scale("echo", 3)
+        before = _settled_count(lab)
+        df = lab.load("http://web.localhost/", rps=rps, seconds=seconds)
+        stored = _settled_count(lab) - before
+    answered = int((df["status"] == 200).sum())
+    return {"requests": len(df), "answered": answered, "stored": stored,
+            "expected": answered * SPANS_PER_WEB_REQUEST,
+            "spans/s": answered * SPANS_PER_WEB_REQUEST / seconds}
+
+
+def _settled_count(lab, quiet_s: float = 6.0, timeout: float = 60.0) -> int:
+    """Spans accepted, once the count has not moved for `quiet_s` (Traefik exports every 5 s)."""
+    deadline = time.monotonic() + timeout
+    count, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = lab.telemetry.stats()["accepted"].get("spans", 0)
+        if now != count:
+            count, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return count
+        time.sleep(0.5)
+    raise RuntimeError("the span count never settled")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--rate", type=float, default=1000.0, help="sustained spans/s in total")
     parser.add_argument("--seconds", type=float, default=20.0, help="sustained phase length")
     parser.add_argument("--peak-seconds", type=float, default=10.0)
+    parser.add_argument("--web-rps", type=float, default=100.0,
+                        help="load generator rate on web for the live phase")
+    parser.add_argument("--no-live", action="store_true", help="skip the live-stack phase")
     args = parser.parse_args()
 
     top = peak(args.producers, args.peak_seconds)
@@ -213,6 +254,14 @@ def main() -> None:
           f"{steady['cpu_pct']:>5.0f}  {steady['late_s']:>15.3f}")
     if steady["loss"] or not steady["flushed"]:
         print("    LOSS: spans were sent but not stored")
+    if args.no_live:
+        return
+    live = under_load(args.web_rps, args.seconds)
+    print(f"  live stack, load generator on web at {args.web_rps:g} rps for {args.seconds:g} s "
+          f"({live['spans/s']:,.0f} spans/s from Traefik and three services):")
+    print(f"    {live['answered']:,} of {live['requests']:,} requests answered; spans expected "
+          f"{live['expected']:,}, stored {live['stored']:,}, "
+          f"loss {live['expected'] - live['stored']:,}")
 
 
 if __name__ == "__main__":

@@ -50,3 +50,47 @@ def test_the_dashboard_draws_six_panels_and_says_when_there_is_no_data():
     assert [ax.get_title() for ax in axes] == [p.title for p in dashboard.PANELS]
     assert "no data yet" in axes[1].texts[0].get_text()
     assert len(axes[0].get_lines()) == 1
+
+
+class _Gone:
+    """A Prometheus that has stopped answering (the stack went down)."""
+
+    def query(self, *_args, **_kwargs):
+        from labkit.errors import LabError
+
+        raise LabError("Prometheus at http://127.0.0.1:9 is not reachable")
+
+
+class _Output:
+    """Stands in for an ipywidgets.Output: collects what the refresh loop prints."""
+
+    def __init__(self):
+        self.printed = []
+
+    def __enter__(self):
+        import contextlib
+        import io
+
+        self._buffer = io.StringIO()
+        self._redirect = contextlib.redirect_stdout(self._buffer)
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._redirect.__exit__(*exc)
+        self.printed.append(self._buffer.getvalue())
+
+    def clear_output(self, wait=False):
+        pass
+
+
+def test_the_live_dashboard_stops_when_prometheus_goes_away():
+    output = _Output()
+    dashboard._refresh(_Gone(), output, "1m", refresh=0.01, duration=5)
+    assert "dashboard stopped" in "".join(output.printed)
+
+
+def test_the_live_dashboard_stops_at_its_deadline():
+    output = _Output()
+    dashboard._refresh(_Gone(), output, "1m", refresh=0.01, duration=0)
+    assert "stopped refreshing after 0 s" in "".join(output.printed)

@@ -1,0 +1,72 @@
+"""Telemetry against the live stack: request ids, traces across every hop, clear errors."""
+
+import httpx
+import pytest
+
+from labkit.errors import LabError
+from labkit.topology import INFRA
+from labkit.waits import wait_for
+
+pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
+
+HOPS = {"traefik", "web", "echo", "routeguide"}
+
+
+@pytest.fixture
+def gateway(lab):
+    lab.heal()
+    with httpx.Client(base_url=INFRA.gateway.url, headers={"Host": "web.localhost"},
+                      timeout=5) as client:
+        yield client
+
+
+def request_logs(lab, request_id):
+    """Every hop's records for one request, once all of them have been exported."""
+    def complete():
+        logs = lab.logs(request_id=request_id)
+        return logs if set(logs["service"]) >= HOPS else None
+
+    return wait_for(complete, what=f"every hop's logs of {request_id}", timeout=20, interval=0.3)
+
+
+def test_a_request_id_is_made_when_missing_and_kept_when_given(lab, gateway):
+    generated = gateway.get("/").headers["x-request-id"]
+    assert len(generated) == 32
+    kept = gateway.get("/", headers={"x-request-id": "it-telemetry-1"})
+    assert kept.headers["x-request-id"] == "it-telemetry-1"
+    unsafe = gateway.get("/", headers={"x-request-id": "bad id\twith spaces"})
+    assert unsafe.headers["x-request-id"] != "bad id\twith spaces"  # replaced, not passed on
+    for request_id in (generated, "it-telemetry-1"):
+        logs = request_logs(lab, request_id)
+        assert logs["trace_id"].nunique() == 1, logs[["service", "trace_id"]]
+
+
+def test_the_trace_has_every_hop_with_parents_in_the_trace(lab, gateway):
+    gateway.get("/", headers={"x-request-id": "it-telemetry-2"})
+    trace_id = request_logs(lab, "it-telemetry-2")["trace_id"].iat[0]
+    def complete():
+        try:
+            spans = lab.trace(trace_id)
+        except LabError:  # no span exported yet
+            return None
+        return spans if len(spans) >= 11 else None
+
+    spans = wait_for(complete, what=f"all spans of {trace_id}", timeout=20, interval=0.3)
+    assert set(spans["service"]) == HOPS
+    roots = spans[spans["parent_span_id"] == ""]
+    assert len(roots) == 1 and roots["service"].iat[0] == "traefik"
+    assert spans["parent_span_id"].drop(roots.index).isin(spans["span_id"]).all()
+    listed = lab.traces(service="routeguide", since="1m", limit=1000)
+    assert trace_id in set(listed["trace_id"])
+
+
+def test_bad_telemetry_queries_say_what_is_valid(lab):
+    with pytest.raises(LabError, match="Prometheus rejected the query.*parse error"):
+        lab.metrics("sum(rate(http_requests_total[1m])")
+    with pytest.raises(LabError, match="unknown service 'nope'.*traefik"):
+        lab.traces(service="nope")
+    with pytest.raises(LabError, match="no trace"):
+        lab.trace("0" * 32)
+    with pytest.raises(LabError, match="level"):
+        lab.logs(level="loud")
+    assert lab.logs(request_id="never-sent").empty
