@@ -38,19 +38,16 @@ class Panel:
     scale: float = 1.0  # seconds -> ms, ratio -> %
 
 
-PANELS = (
-    Panel("Request rate per service", "service:lab_requests:rate10s", "service",
-          "requests/s"),
-    Panel("Error ratio per service", "service:lab_errors:ratio_rate10s", "service",
-          "errors (%)", 100),
-    Panel("p95 latency per service", "service:lab_request_duration_seconds:p95_rate10s",
-          "service", "latency (ms)", 1000),
-    Panel("Request rate per instance", "instance:lab_requests:rate10s", "lab_instance",
-          "requests/s"),
-    Panel("Error ratio per instance", "instance:lab_errors:ratio_rate10s", "lab_instance",
-          "errors (%)", 100),
-    Panel("p95 latency per instance", "instance:lab_request_duration_seconds:p95_rate10s",
-          "lab_instance", "latency (ms)", 1000),
+# (title, recording rule, y label, scale), drawn per service (top row) and per instance
+_VIEWS = (
+    ("Request rate", "lab_requests:rate10s", "requests/s", 1.0),
+    ("Error ratio", "lab_errors:ratio_rate10s", "errors (%)", 100.0),
+    ("p95 latency", "lab_request_duration_seconds:p95_rate10s", "latency (ms)", 1000.0),
+)
+PANELS = tuple(
+    Panel(f"{title} per {level}", f"{level}:{rule}", label, ylabel, scale)
+    for level, label in (("service", "service"), ("instance", "lab_instance"))
+    for title, rule, ylabel, scale in _VIEWS
 )
 
 

@@ -116,19 +116,13 @@ class _Reader:
         return value
 
     def seconds(self, name: str, *, default: float) -> float:
-        raw = self.source.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not 0 <= value <= 60:
-            self.problems.append(f"{name} must be a number of seconds in 0..60, got {raw!r}")
-            return default
-        return value
+        return self.number(name, default=default, high=60, what="a number of seconds")
 
     def ratio(self, name: str, *, default: float) -> float:
+        return self.number(name, default=default, high=1, what="a number")
+
+    def number(self, name: str, *, default: float, high: float, what: str) -> float:
+        """A number in 0..high; `default` when unset or invalid (the problem is recorded)."""
         raw = self.source.get(name, "").strip()
         if not raw:
             return default
@@ -136,8 +130,8 @@ class _Reader:
             value = float(raw)
         except ValueError:
             value = -1.0
-        if not 0 <= value <= 1:
-            self.problems.append(f"{name} must be a number in 0..1, got {raw!r}")
+        if not 0 <= value <= high:
+            self.problems.append(f"{name} must be {what} in 0..{high:g}, got {raw!r}")
             return default
         return value
 
