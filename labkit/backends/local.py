@@ -130,7 +130,7 @@ class LocalBackend:
         progress(f"writing configuration to {self.state}")
         # the registry is rebuilt from live instances (stale records would lie), and
         # logs start afresh so that a log tail shows this run only
-        for stale in ("etcd", "logs", "faults", REPLICAS_FILE):
+        for stale in ("etcd", "logs", "faults", "releases", REPLICAS_FILE):
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)
@@ -190,21 +190,23 @@ class LocalBackend:
                 slots.append(int(proc["name"].rsplit("-", 1)[1]))
         return sorted(slots)
 
-    def start_instances(self, service: Service, slots: list[int], progress: Progress) -> None:
+    def start_instances(self, service: Service, slots: list[int], progress: Progress,
+                        timeout: float = START_TIMEOUT) -> None:
         started = time.monotonic()
         self._launch(service, slots)
-        self._wait_started(service, slots, started, progress)
+        self._wait_started(service, slots, started, progress, timeout)
 
     def _launch(self, service: Service, slots: list[int]) -> None:
         for slot in slots:
             self.supervisor.start(instance_name(service, slot))
 
     def _wait_started(
-        self, service: Service, slots: list[int], since: float, progress: Progress
+        self, service: Service, slots: list[int], since: float, progress: Progress,
+        timeout: float = START_TIMEOUT,
     ) -> None:
         if not slots:
             return
-        self.wait_routed(service, slots)
+        self.wait_routed(service, slots, timeout)
         names = ", ".join(f"{service.name}-{s}" for s in slots)
         progress(f"{names} registered and routed ({time.monotonic() - since:.1f} s)")
 
@@ -225,7 +227,8 @@ class LocalBackend:
         if slots:
             progress(f"stopped {', '.join(f'{service.name}-{s}' for s in slots)}")
 
-    def wait_routed(self, service: Service, slots: list[int]) -> None:
+    def wait_routed(self, service: Service, slots: list[int],
+                    timeout: float = START_TIMEOUT) -> None:
         """Wait until each instance is registered (by its current pid) and in Traefik's view."""
         registry, gateway = Registry(), Gateway()
 
@@ -246,7 +249,7 @@ class LocalBackend:
 
         wait_for(
             all_routed, what=f"{service.name} instances {slots} to register and be routed",
-            timeout=START_TIMEOUT,
+            timeout=timeout,
             diagnose=lambda: "\n".join(
                 self.describe(instance_name(service, s), f"{service.name}-{s}") for s in slots
             ),
