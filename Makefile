@@ -31,6 +31,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/failover.py
 	@$(BIN)/python bench/loadgen.py
 	@$(BIN)/python bench/resilience.py
+	@$(BIN)/python bench/deploy.py
 
 lint: setup
 	@$(BIN)/ruff check .
