@@ -67,6 +67,15 @@ def server_key(service: Service, slot: int) -> str:
     return f"{ROOT}/http/services/{service.name}/loadBalancer/servers/{slot}/url"
 
 
+def api_get(api: httpx.Client, path: str) -> dict | None:
+    """GET from Traefik's API: the JSON body, or None when it has no such object (404)."""
+    response = api.get(path)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.json()
+
+
 class Gateway:
     def __init__(self, api_url: str = INFRA.traefik_api.url, timeout: float = 2.0):
         self.api = httpx.Client(base_url=api_url, timeout=timeout)

@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 
 from .errors import LabError
-from .gateway import ROOT
+from .gateway import ROOT, api_get
 from .kv import etcd_client
 from .kv import transact as _transact
 from .topology import INFRA
@@ -404,11 +404,7 @@ class Policies:
             time.sleep(0.05)
 
     def _get(self, path: str) -> dict | None:
-        response = self.api.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
+        return api_get(self.api, path)
 
     def _difference(self, service: str, state: dict[str, str]) -> str | None:
         """What Traefik shows that differs from `state` (None when it matches)."""

@@ -29,7 +29,7 @@ import etcd3gw
 import httpx
 
 from .errors import LabError
-from .gateway import ROOT
+from .gateway import ROOT, api_get
 from .kv import transact
 from .topology import Service
 
@@ -181,11 +181,7 @@ class Splits:
             time.sleep(0.02)
 
     def _get(self, path: str) -> dict | None:
-        response = self.api.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
+        return api_get(self.api, path)
 
 
 def _weights_from_keys(svc: Service, state: dict[str, str]) -> Weights:
