@@ -7,9 +7,9 @@ traffic the step is judged from the lab's per-version recording rules (rate10s w
     version:lab_request_duration_seconds:p95_rate10s
 
 A rule sample at time t covers (t - 10 s, t], and is evaluated up to 2 s late: only samples
-from SETTLE_SECONDS after a shift describe the new split alone, so the earlier ones are
-discarded. The canary is judged against the baseline (the version it replaces) measured over
-the same window; too few canary requests to judge counts as a failure (no evidence, no
+stamped SETTLE_SECONDS or more after a shift describe the new split alone, so the earlier ones
+are discarded. The canary is judged against the baseline (the version it replaces) over the
+same window; too few canary requests to judge counts as a failure (no evidence, no
 promotion). A failed step shifts all traffic back to the baseline at once.
 """
 
@@ -34,7 +34,9 @@ DEFAULT_SLO = {
     "p95_ms": 250.0,  # the canary's p95 latency must stay below this
     "p95_ratio": 2.0,  # ... and below this multiple of the baseline's p95
 }
-DEFAULT_MIN_REQUESTS = 50
+# p95 from histogram buckets 1, 2.5, 5, 10 ms wide at echo's latencies: smaller differences
+# between two versions are interpolation noise, not evidence
+BUCKET_NOISE_MS = 5.0
 REPORT_COLUMNS = [
     "step", "weight", "baseline_requests", "canary_requests", "baseline_error_ratio",
     "canary_error_ratio", "baseline_p95_ms", "canary_p95_ms", "decision", "reason",
@@ -89,10 +91,15 @@ def check_plan(steps: object, interval: object, slo: object, min_requests: objec
 
 
 def measure(prometheus: Prometheus, service: str, start: float, end: float) -> dict[str, Evidence]:
-    """Each version's evidence from the rule samples in [start, end]."""
+    """Each version's evidence from the rule samples stamped in (start, end].
+
+    The raw samples, by their own timestamps (a range selector), not a range query: if rule
+    evaluation lags, a range query would fill in with an older sample from before the shift.
+    """
+    span = f"{int((end - start) * 1000)}ms"
+
     def series(record: str) -> pd.DataFrame:
-        return prometheus.query(f'version:{record}{{service="{service}"}}', start=start,
-                                end=end, step=EVALUATION_SECONDS)
+        return prometheus.query(f'version:{record}{{service="{service}"}}[{span}]', end=end)
 
     rates, errors = series("lab_requests:rate10s"), series("lab_errors:rate10s")
     p95 = series("lab_request_duration_seconds:p95_rate10s")
@@ -123,7 +130,8 @@ def judge(baseline: Evidence | None, canary: Evidence | None, plan: Plan) -> tup
         return False, f"error ratio {canary.error_ratio:.1%} > {allowed:.1%} allowed"
     if canary.p95_ms > slo["p95_ms"]:
         return False, f"p95 {canary.p95_ms:.0f} ms > {slo['p95_ms']:g} ms allowed"
-    if _has(baseline, "p95_ms") and canary.p95_ms > slo["p95_ratio"] * baseline.p95_ms:
+    if (_has(baseline, "p95_ms")
+            and canary.p95_ms > slo["p95_ratio"] * baseline.p95_ms + BUCKET_NOISE_MS):
         return False, (f"p95 {canary.p95_ms:.1f} ms > {slo['p95_ratio']:g} x the baseline's "
                        f"{baseline.p95_ms:.1f} ms")
     return True, (f"error ratio {canary.error_ratio:.1%} <= {allowed:.1%}, "
@@ -152,7 +160,8 @@ def run(
     for number, weight in enumerate(plan.steps, start=1):
         shift({baseline: 100 - weight, canary: weight} if weight < 100 else {canary: 100})
         shifted = clock()
-        sleep(max(0.0, shifted + plan.interval - clock()))
+        # one more evaluation period: the last sample of the interval is written after it
+        sleep(max(0.0, shifted + plan.interval + EVALUATION_SECONDS - clock()))
         evidence = observe(shifted + SETTLE_SECONDS, shifted + plan.interval)
         before, after = evidence.get(baseline), evidence.get(canary)
         passed, reason = judge(before, after, plan)

@@ -128,9 +128,11 @@ class LocalBackend:
 
     def _start_supervisord(self, progress: Progress) -> None:
         progress(f"writing configuration to {self.state}")
-        # the registry is rebuilt from live instances (stale records would lie), and
-        # logs start afresh so that a log tail shows this run only
-        for stale in ("etcd", "logs", "faults", "releases", REPLICAS_FILE):
+        # the registry is rebuilt from live instances (stale records would lie), as are the
+        # metrics (after a restart Prometheus writes no staleness markers, so the last values
+        # of a previous run's recorded series would count for 5 minutes), and logs start
+        # afresh so that a log tail shows this run only
+        for stale in ("etcd", "prometheus", "logs", "faults", "releases", REPLICAS_FILE):
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)

@@ -78,7 +78,8 @@ GOOD = canary.Evidence(requests=500, error_ratio=0.0, p95_ms=2.0)
     (GOOD, True, "within limits"),
     (canary.Evidence(500, 0.2, 2.0), False, "error ratio 20.0% > 1.0%"),
     (canary.Evidence(500, 0.0, 300.0), False, "p95 300 ms > 250 ms"),
-    (canary.Evidence(500, 0.0, 5.0), False, "2 x the baseline's 2.0 ms"),
+    (canary.Evidence(500, 0.0, 9.5), False, "2 x the baseline's 2.0 ms"),
+    (canary.Evidence(500, 0.0, 8.5), True, "within limits"),  # within the buckets' noise
     (canary.Evidence(10, 0.0, 2.0), False, "too little evidence"),
     (None, False, "too little evidence"),
 ])
