@@ -32,6 +32,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/loadgen.py
 	@$(BIN)/python bench/resilience.py
 	@$(BIN)/python bench/telemetry.py
+	@$(BIN)/python bench/deploy.py
 
 lint: setup
 	@$(BIN)/ruff check .

@@ -18,11 +18,14 @@ ROOT = "traefik"
 
 HEALTH_CHECK_INTERVAL = "1s"
 HEALTH_CHECK_TIMEOUT = "500ms"
+VERSION_HEADER = "X-Version"
+VERSION_ROUTER_PRIORITY = 1000
 
 
-def health_check_keys(service: Service) -> dict[str, str]:
-    """Traefik's active health check: liveness over HTTP, or the gRPC health protocol."""
-    prefix = f"{ROOT}/http/services/{service.name}/loadBalancer/healthCheck"
+def health_check_keys(service: Service, balancer: str | None = None) -> dict[str, str]:
+    """Traefik's active health check: liveness over HTTP, or the gRPC health protocol.
+    `balancer`: one of the service's version load balancers instead of the whole fleet's."""
+    prefix = f"{ROOT}/http/services/{balancer or service.name}/loadBalancer/healthCheck"
     keys = {f"{prefix}/interval": HEALTH_CHECK_INTERVAL, f"{prefix}/timeout": HEALTH_CHECK_TIMEOUT}
     if service.protocol == "grpc":
         keys[f"{prefix}/mode"] = "grpc"
@@ -32,21 +35,45 @@ def health_check_keys(service: Service) -> dict[str, str]:
 
 
 def route_keys(service: Service) -> dict[str, str]:
-    """Host-based router plus an (initially empty), health-checked load-balanced service."""
+    """Host-based router plus an (initially empty), health-checked load-balanced service;
+    and per version, a load balancer over its instances only, with a router that a request
+    carrying `X-Version: <version>` takes (testers reach a version whatever the split)."""
+    keys: dict[str, str] = {}
+    # services first: a router naming a missing service is a (transient) Traefik error
+    for balancer in (service.name, *map(service.version_service, service.versions)):
+        keys[f"{ROOT}/http/services/{balancer}/loadBalancer/passHostHeader"] = "true"
+        keys.update(health_check_keys(service, balancer))
     router = f"{ROOT}/http/routers/{service.name}"
-    return {
-        # services first: a router naming a missing service is a (transient) Traefik error
-        f"{ROOT}/http/services/{service.name}/loadBalancer/passHostHeader": "true",
-        **health_check_keys(service),
+    keys.update({
         f"{router}/rule": f"Host(`{service.host_rule}`)",
         f"{router}/service": service.name,
         f"{router}/entryPoints/0": "web",
-    }
+    })
+    for version in service.versions:
+        router = f"{ROOT}/http/routers/{service.version_service(version)}"
+        keys.update({
+            f"{router}/rule": f"Host(`{service.host_rule}`) && "
+                              f"Header(`{VERSION_HEADER}`, `{version}`)",
+            f"{router}/service": service.version_service(version),
+            f"{router}/entryPoints/0": "web",
+            # above the plain Host router, whatever rules are added to either later
+            f"{router}/priority": str(VERSION_ROUTER_PRIORITY),
+        })
+    return keys
 
 
 def server_key(service: Service, slot: int) -> str:
     """Where an instance publishes its URL (under its lease) for Traefik to find."""
     return f"{ROOT}/http/services/{service.name}/loadBalancer/servers/{slot}/url"
+
+
+def api_get(api: httpx.Client, path: str) -> dict | None:
+    """GET from Traefik's API: the JSON body, or None when it has no such object (404)."""
+    response = api.get(path)
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.json()
 
 
 class Gateway:

@@ -22,3 +22,17 @@ def put_atomically(client: etcd3gw.Etcd3Client, items: Mapping[str, str]) -> Non
     """Write several keys in one etcd transaction, so a watcher never sees half of them."""
     puts = [{"request_put": {"key": _b64(k), "value": _b64(v)}} for k, v in items.items()]
     client.transaction({"compare": [], "success": puts, "failure": []})
+
+
+def transact(client: etcd3gw.Etcd3Client, before: Mapping[str, str],
+             after: Mapping[str, str]) -> None:
+    """Turn the keys `before` into `after` in one transaction: changed and new keys are put,
+    keys missing from `after` deleted. Nothing is sent when nothing changes."""
+    requests: list[dict] = [
+        {"request_put": {"key": _b64(k), "value": _b64(v)}}
+        for k, v in after.items()
+        if before.get(k) != v
+    ]
+    requests += [{"request_delete_range": {"key": _b64(k)}} for k in before if k not in after]
+    if requests:
+        client.transaction({"compare": [], "success": requests, "failure": []})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
@@ -13,6 +13,7 @@ import pandas as pd
 
 from . import grpc_client
 from .backends.local import LocalBackend, instance_endpoints
+from .deploy import Deployments
 from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
@@ -57,6 +58,8 @@ class Lab:
         self.policies = Policies()  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
         self.telemetry = Telemetry()  # traces and logs, from the telemetry store
+
+        self._deployments = Deployments(self.backend, progress)
         self.uis = dict(UIS)
 
     @property
@@ -186,8 +189,10 @@ class Lab:
         return self._faults.list()
 
     def heal(self) -> None:
-        """Undo every fault and restore each service's declared replica count."""
+        """Undo every fault and deployment (splits, other versions) and restore each
+        service's declared version and replica count."""
         self._require_up()
+        self._deployments.reset()
         self._faults.heal()
 
     # ---- traffic -----------------------------------------------------------
@@ -269,6 +274,52 @@ class Lab:
             instance=instance, level=level, since=since, until=until, contains=contains,
             limit=limit,
         )
+
+    # ---- deployments ---------------------------------------------------------
+
+    def versions(self, name: str) -> pd.DataFrame:
+        """Per version of a service: instances running and registered, share of the traffic."""
+        self._require_up()
+        return self._deployments.versions(name)
+
+    def deploy(self, name: str, version: str, replicas: int) -> pd.DataFrame:
+        """Run `replicas` instances of `version` beside the others (blue/green). With no split
+        in force, traffic is pinned to the version serving now first: the new instances get
+        none until `shift` sends them some. Returns `versions(name)`."""
+        self._require_up()
+        return self._deployments.deploy(name, version, replicas)
+
+    def shift(self, name: str, weights: dict[str, float] | str,
+              to: str | None = None) -> dict[str, int] | None:
+        """Split the traffic between versions: {"v1": 90, "v2": 10}; or a preset, "tenth",
+        "half" or "full" of it to version `to`; or "off" to route to the whole fleet again.
+        One etcd transaction, confirmed from Traefik's API before it returns."""
+        self._require_up()
+        return self._deployments.shift(name, weights, to)
+
+    def rollback(self, name: str) -> dict[str, int] | None:
+        """Undo the last shift in one call (again to go one further back)."""
+        self._require_up()
+        return self._deployments.rollback(name)
+
+    def canary(self, name: str, to: str, steps: Sequence[int] = (5, 25, 50, 100),
+               interval: float = 15, slo: dict[str, float] | None = None,
+               min_requests: int = 50) -> pd.DataFrame:
+        """Shift to version `to` step by step (percent), judging each step after `interval`
+        seconds of the caller's traffic from Prometheus: the canary's error ratio and p95
+        against `slo` and against the version it replaces. Promotes at 100, or rolls back at
+        the first failed step. Returns one row per step with the evidence and decision."""
+        self._require_up()
+        return self._deployments.canary(name, to, list(steps), interval, slo, min_requests)
+
+    def rollout(self, name: str, version: str, batch: int = 1, surge: int = 1,
+                ready_timeout: float = 15) -> pd.DataFrame:
+        """Rolling upgrade to `version`, `batch` instances at a time, with up to `surge` extra:
+        new ones must be routed before old ones drain (deregister, finish, exit). Raises
+        labkit.rollout.RolloutAborted (with `.report`) after rolling back if new instances
+        are not routed within `ready_timeout` seconds. Returns one row per round."""
+        self._require_up()
+        return self._deployments.rollout(name, version, batch, surge, ready_timeout)
 
     def _require_up(self) -> None:
         if not self.backend.is_up():

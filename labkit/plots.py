@@ -123,20 +123,22 @@ def status_over_time(
 
 
 def share_over_time(
-    df: pd.DataFrame, ax: Axes | None = None, bin_seconds: float = 0.5, title: str | None = None
+    df: pd.DataFrame, ax: Axes | None = None, bin_seconds: float = 0.5, title: str | None = None,
+    by: str = "instance",
 ) -> Axes:
-    """Each instance's share of the successful (2xx/3xx) responses, per time bin, stacked."""
+    """Each instance's (or, by="version", each version's) share of the successful (2xx/3xx)
+    responses, per time bin, stacked."""
     _require_rows(df)
     ax = ax or plt.subplots(figsize=(8, 4), layout="constrained")[1]
-    ok = df[(df["status"] >= 200) & (df["status"] < 400) & (df["instance"] != "")]
+    ok = df[(df["status"] >= 200) & (df["status"] < 400) & (df[by] != "")]
     if len(ok):
-        shares = pd.crosstab(_bins(ok, bin_seconds), ok["instance"], normalize="index") * 100
+        shares = pd.crosstab(_bins(ok, bin_seconds), ok[by], normalize="index") * 100
         # Every bin gets a step, so a bin without successes shows as a gap, not as a ramp.
         last = _bins(df, bin_seconds).max()
         shares = shares.reindex(range(last + 2), fill_value=0)
         ax.stackplot(
             shares.index * bin_seconds, shares.T.to_numpy(), labels=shares.columns,
-            colors=_instance_colors(df, shares.columns), alpha=0.85, step="post",
+            colors=_instance_colors(df, shares.columns, by), alpha=0.85, step="post",
         )
         ax.set_xlim(0, (last + 1) * bin_seconds)
         _legend_outside(ax)
@@ -144,7 +146,7 @@ def share_over_time(
     ax.set(
         xlabel=TIME_LABEL,
         ylabel="share of successful responses (%)",
-        title=title or f"Share per instance over time ({_run_label(df)})",
+        title=title or f"Share per {by} over time ({_run_label(df)})",
     )
     return ax
 
@@ -208,9 +210,9 @@ def _bins(df: pd.DataFrame, bin_seconds: float) -> pd.Series:
     return (df["start"] // bin_seconds).astype(int).rename("bin")
 
 
-def _instance_colors(df: pd.DataFrame, names: pd.Index) -> list:
+def _instance_colors(df: pd.DataFrame, names: pd.Index, by: str = "instance") -> list:
     # Colour by rank among all of the run's instances, so each keeps its colour in every plot.
-    everyone = sorted(set(df["instance"]) - {""})
+    everyone = sorted(set(df[by]) - {""})
     palette = plt.get_cmap("tab10").colors
     return [palette[everyone.index(name) % len(palette)] for name in names]
 

@@ -8,7 +8,6 @@ error says why, in Traefik's own words.
 
 from __future__ import annotations
 
-import base64
 import re
 import time
 
@@ -17,8 +16,9 @@ import httpx
 import pandas as pd
 
 from .errors import LabError
-from .gateway import ROOT
+from .gateway import ROOT, api_get
 from .kv import etcd_client
+from .kv import transact as _transact
 from .topology import INFRA
 from .topology import service as known_service
 
@@ -185,25 +185,6 @@ def check_expression(expression: object) -> str:
         raise LabError(f"the circuit-breaker expression must be a string; {_EXPRESSION_HELP}")
     _ExpressionParser(expression).parse()
     return expression.strip()
-
-
-# --- etcd: one transaction with puts and deletes ----------------------------------------------
-
-
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _transact(client: etcd3gw.Etcd3Client, before: dict[str, str], after: dict[str, str]) -> None:
-    """Turn `before` into `after` atomically (labkit.kv only offers puts)."""
-    requests: list[dict] = [
-        {"request_put": {"key": _b64(k), "value": _b64(v)}}
-        for k, v in after.items()
-        if before.get(k) != v
-    ]
-    requests += [{"request_delete_range": {"key": _b64(k)}} for k in before if k not in after]
-    if requests:
-        client.transaction({"compare": [], "success": requests, "failure": []})
 
 
 # --- reading Traefik's view back -------------------------------------------------------------
@@ -423,11 +404,7 @@ class Policies:
             time.sleep(0.05)
 
     def _get(self, path: str) -> dict | None:
-        response = self.api.get(path)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
+        return api_get(self.api, path)
 
     def _difference(self, service: str, state: dict[str, str]) -> str | None:
         """What Traefik shows that differs from `state` (None when it matches)."""

@@ -31,6 +31,32 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Release:
+    """One version of a service. Every version runs the same code; what differs reaches the
+    instance as LAB_* variables (see `environment`), so a version is visible in its answers."""
+
+    version: str
+    text: str = "hello"  # echo's "text" field
+    ready: bool = True  # False: a bad build whose readiness check never passes
+    about: str = ""
+
+    def environment(self) -> dict[str, str]:
+        env = {"LAB_VERSION": self.version, "LAB_TEXT": self.text}
+        if not self.ready:
+            env["LAB_NEVER_READY"] = "1"
+        return env
+
+
+# v1 is what `up` runs; v2 a good new release; v3 a broken one, to practise aborting.
+RELEASES = (
+    Release("v1", about="the declared version, running at `up` (blue)"),
+    Release("v2", text="hello from v2", about="a new release that answers differently (green)"),
+    Release("v3", text="hello from v3", ready=False,
+            about="a bad build: alive, but its readiness check never passes"),
+)
+
+
+@dataclass(frozen=True)
 class Service:
     """An application service: each instance gets its own loopback address."""
 
@@ -40,7 +66,8 @@ class Service:
     port: int
     subnet: int  # instances live on 127.0.<subnet>.<slot>
     replicas: int  # declared replica count at `up`
-    version: str = "v1"
+    version: str = "v1"  # the declared version: every slot runs it unless labkit says otherwise
+    releases: tuple[Release, ...] = RELEASES
     metrics_port: int | None = None  # gRPC services expose /metrics on a side port
     admin_offset: int = 10000  # the fault-injection API listens on port + offset, never routed
 
@@ -71,6 +98,22 @@ class Service:
             " admin": self.admin_endpoint(slot),
             " metrics": self.metrics_endpoint(slot),
         }
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return tuple(r.version for r in self.releases)
+
+    def release(self, version: object) -> Release:
+        """The release called `version`, or an error naming the service's versions."""
+        for release in self.releases:
+            if release.version == version:
+                return release
+        raise LabError(f"{self.name} has no version {version!r}; "
+                       f"its versions: {', '.join(self.versions)}")
+
+    def version_service(self, version: str) -> str:
+        """The gateway's load balancer over this version's instances only."""
+        return f"{self.name}-{version}"
 
     @property
     def server_scheme(self) -> str:

@@ -131,9 +131,12 @@ class LocalBackend:
 
     def _start_supervisord(self, progress: Progress) -> None:
         progress(f"writing configuration to {self.state}")
-        # the registry is rebuilt from live instances (stale records would lie); logs,
-        # metrics and traces start afresh, so that what a learner sees is this run only
-        for stale in ("etcd", "logs", "faults", REPLICAS_FILE, "prometheus", *TELEMETRY_FILES):
+        # the registry is rebuilt from live instances (stale records would lie); so are the
+        # metrics (after a restart Prometheus writes no staleness markers, so the last values
+        # of a previous run's recorded series would count for 5 minutes), and the logs and
+        # traces, so that what a learner sees is this run only
+        for stale in ("etcd", "prometheus", "logs", "faults", "releases", REPLICAS_FILE,
+                      *TELEMETRY_FILES):
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)
@@ -193,21 +196,23 @@ class LocalBackend:
                 slots.append(int(proc["name"].rsplit("-", 1)[1]))
         return sorted(slots)
 
-    def start_instances(self, service: Service, slots: list[int], progress: Progress) -> None:
+    def start_instances(self, service: Service, slots: list[int], progress: Progress,
+                        timeout: float = START_TIMEOUT) -> None:
         started = time.monotonic()
         self._launch(service, slots)
-        self._wait_started(service, slots, started, progress)
+        self._wait_started(service, slots, started, progress, timeout)
 
     def _launch(self, service: Service, slots: list[int]) -> None:
         for slot in slots:
             self.supervisor.start(instance_name(service, slot))
 
     def _wait_started(
-        self, service: Service, slots: list[int], since: float, progress: Progress
+        self, service: Service, slots: list[int], since: float, progress: Progress,
+        timeout: float = START_TIMEOUT,
     ) -> None:
         if not slots:
             return
-        self.wait_routed(service, slots)
+        self.wait_routed(service, slots, timeout)
         names = ", ".join(f"{service.name}-{s}" for s in slots)
         progress(f"{names} registered and routed ({time.monotonic() - since:.1f} s)")
 
@@ -228,7 +233,8 @@ class LocalBackend:
         if slots:
             progress(f"stopped {', '.join(f'{service.name}-{s}' for s in slots)}")
 
-    def wait_routed(self, service: Service, slots: list[int]) -> None:
+    def wait_routed(self, service: Service, slots: list[int],
+                    timeout: float = START_TIMEOUT) -> None:
         """Wait until each instance is registered (by its current pid) and in Traefik's view."""
         registry, gateway = Registry(), Gateway()
 
@@ -249,7 +255,7 @@ class LocalBackend:
 
         wait_for(
             all_routed, what=f"{service.name} instances {slots} to register and be routed",
-            timeout=START_TIMEOUT,
+            timeout=timeout,
             diagnose=lambda: "\n".join(
                 self.describe(instance_name(service, s), f"{service.name}-{s}") for s in slots
             ),

@@ -68,6 +68,11 @@ def faults_file(state: Path, service: Service, slot: int) -> Path:
     return state / "faults" / f"{program_name(service, slot)}.json"
 
 
+def release_file(state: Path, service: Service, slot: int) -> Path:
+    """The version an instance runs (LAB_* overrides) when it starts; see labkit.versions."""
+    return state / "releases" / f"{program_name(service, slot)}.json"
+
+
 def instance_environment(state: Path, service: Service, slot: int) -> dict[str, str]:
     endpoint = service.endpoint(slot)
     env = {
@@ -82,6 +87,7 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_ADMIN_PORT": str(service.admin_endpoint(slot).port),
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
         "LAB_OTLP_ENDPOINT": INFRA.telemetry.url,
+        "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
     }
     if service.metrics_port is not None:
         env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)

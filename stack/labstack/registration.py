@@ -1,13 +1,17 @@
 """Self-registration in etcd under a lease that lives only while the instance is ready.
 
-Two keys share one lease and are written in one transaction, so the gateway
+Three keys share one lease and are written in one transaction, so the gateway
 and the registry never see half an instance:
 
     registry/{service}/{instance}/{pid}                       -> JSON record
     traefik/http/services/{service}/loadBalancer/servers/{slot}/url -> url
+    traefik/http/services/{service}-{version}/loadBalancer/servers/{slot}/url -> url
 
-Revoking the lease (graceful shutdown) removes both at once; a crashed or
-paused process stops refreshing and both vanish when the TTL runs out.
+The second puts the instance behind the whole fleet's load balancer, the third behind
+its version's (which traffic splits weigh against each other).
+
+Revoking the lease (graceful shutdown) removes them all at once; a crashed or
+paused process stops refreshing and they vanish when the TTL runs out.
 """
 
 from __future__ import annotations
@@ -82,10 +86,11 @@ class Registration:
         self.ready = ready
         self.keys = (
             traefik_server_key(settings.service, settings.slot),
+            traefik_server_key(f"{settings.service}-{settings.version}", settings.slot),
             registry_key(settings.service, settings.instance_id, os.getpid()),
         )
         record = registry_record(settings, url, metrics_url, time.time())
-        self.values = (url, json.dumps(record))
+        self.values = (url, url, json.dumps(record))
         self._client = etcd3gw.client(
             host=settings.etcd_host, port=settings.etcd_port, timeout=ETCD_TIMEOUT
         )
@@ -106,7 +111,7 @@ class Registration:
         self._wake.set()
 
     def deregister(self) -> None:
-        """Revoke the lease (both keys vanish together) and stop keeping it alive."""
+        """Revoke the lease (all keys vanish together) and stop keeping it alive."""
         self._stop.set()
         self._wake.set()
         with self._lock:
@@ -146,7 +151,7 @@ class Registration:
             {"request_put": {"key": _b64(key), "value": _b64(value), "lease": lease.id}}
             for key, value in zip(self.keys, self.values, strict=True)
         ]
-        # One transaction: the Traefik server and the registry record appear together.
+        # One transaction: the Traefik servers and the registry record appear together.
         self._client.transaction({"compare": [], "success": puts, "failure": []})
         self._lease = lease
         log.info(

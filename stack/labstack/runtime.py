@@ -62,7 +62,8 @@ def read_slow_start(path: str | None) -> float:
 class Lifecycle:
     """Readiness and registration of one instance; both HTTP and gRPC servers drive it.
 
-    Ready means listening, not shutting down, not `unready` and past any slow start.
+    Ready means listening, not shutting down, not `unready`, past any slow start, and not
+    a bad build (LAB_NEVER_READY).
     Every change of the faults is passed on at once to the registration (which
     withdraws or registers) and to the watchers (gRPC health).
     """
@@ -78,7 +79,7 @@ class Lifecycle:
         )
 
     def is_ready(self) -> bool:
-        return self._listening.is_set() and self.faults.ready()
+        return self._listening.is_set() and self.faults.ready() and not self.settings.never_ready
 
     def watch(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever readiness may have changed."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 MAX_SLOT = 10
+# What a release file (LAB_RELEASE_FILE, written by labkit before it starts a slot) may change:
+# the version this slot runs, instead of the service's declared one.
+RELEASE_VARIABLES = ("LAB_VERSION", "LAB_TEXT", "LAB_NEVER_READY")
 
 
 class SettingsError(Exception):
@@ -32,6 +36,7 @@ class Settings:
     text: str = "hello"
     otlp_endpoint: str | None = None  # the telemetry store (OTLP/HTTP); None: export nothing
     trace_sample: float = 1.0  # share of new traces kept (traced callers' choices are kept)
+    never_ready: bool = False  # a bad build: alive, but never passes readiness
 
     @property
     def instance_id(self) -> str:
@@ -57,6 +62,7 @@ class Settings:
         """
         source = {**(defaults or {}), **(os.environ if env is None else env)}
         reader = _Reader(source)
+        source.update(reader.release(source.get("LAB_RELEASE_FILE", "").strip()))
         for name in needs:
             reader.text(name)
         etcd_host, etcd_port = reader.url_host_port("LAB_ETCD")
@@ -77,6 +83,7 @@ class Settings:
             text=source.get("LAB_TEXT", "hello"),
             otlp_endpoint=reader.optional_url("LAB_OTLP_ENDPOINT"),
             trace_sample=reader.ratio("LAB_TRACE_SAMPLE", default=1.0),
+            never_ready=source.get("LAB_NEVER_READY", "") == "1",
         )
         if settings.admin_port and settings.admin_port in (settings.port, settings.metrics_port):
             # The admin API must never be reachable where the gateway or Prometheus send traffic.
@@ -92,6 +99,27 @@ class _Reader:
     def __init__(self, source: Mapping[str, str]) -> None:
         self.source = source
         self.problems: list[str] = []
+
+    def release(self, path: str) -> dict[str, str]:
+        """The overrides in a release file; none when there is no file."""
+        if not path:
+            return {}
+        try:
+            with open(path, encoding="utf-8") as file:
+                release = json.load(file)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            self.problems.append(f"LAB_RELEASE_FILE {path} is unreadable: {exc}")
+            return {}
+        valid = isinstance(release, dict) and all(
+            k in RELEASE_VARIABLES and isinstance(v, str) for k, v in release.items()
+        )
+        if not valid:
+            self.problems.append(f"LAB_RELEASE_FILE {path} must map some of "
+                                 f"{', '.join(RELEASE_VARIABLES)} to strings, got {release!r}")
+            return {}
+        return release
 
     def text(self, name: str) -> str:
         value = self.source.get(name, "").strip()

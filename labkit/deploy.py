@@ -1,0 +1,222 @@
+"""Deployments: versions side by side, traffic shifting, canaries and rolling upgrades.
+
+The pieces live in their own modules (versions: which version a slot runs; shifting: the
+weighted split at the gateway; canary: the step-by-step analysis; rollout: the rolling
+upgrade; deploylock: one deployment at a time per service). This class ties them to the
+running stack and is what `Lab` exposes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import etcd3gw
+import httpx
+import pandas as pd
+
+from . import canary as canary_analysis
+from .backends.local import LocalBackend, instance_endpoints
+from .deploylock import DeploymentLock
+from .errors import LabError
+from .kv import etcd_client
+from .metrics import Prometheus
+from .ports import ensure_free
+from .registry import Registry
+from .rollout import Rollout, check
+from .shifting import PRESETS, Splits, Weights, check_weights, describe, preset
+from .topology import INFRA, MAX_REPLICAS, SERVICES, Service, check_replicas, service
+from .versions import SLOTS, ReleaseFiles
+
+VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by", "about"]
+OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fleet again
+
+
+class Deployments:
+    def __init__(self, backend: LocalBackend, progress: Callable[[str], None],
+                 etcd: etcd3gw.Etcd3Client | None = None,
+                 traefik_api_url: str = INFRA.traefik_api.url,
+                 prometheus: Prometheus | None = None):
+        self.backend = backend
+        self.progress = progress
+        self.etcd = etcd if etcd is not None else etcd_client()
+        self.splits = Splits(self.etcd, httpx.Client(base_url=traefik_api_url, timeout=2.0))
+        self.releases = ReleaseFiles(backend.state)
+        self.registry = Registry(self.etcd)
+        self.prometheus = prometheus or Prometheus()
+
+    # ---- seeing ---------------------------------------------------------------
+
+    def versions(self, name: str) -> pd.DataFrame:
+        """Per version: instances running and registered, and its share of the traffic (the
+        split's weight, or with no split each registered instance's share of the fleet)."""
+        svc = service(name)
+        running = self._running(svc)
+        registered = self._registered(svc)
+        split = self.splits.current(svc)
+        weights = split if split is not None else registered
+        total = sum(weights.values())
+        rows = [{
+            "version": r.version,
+            "running": running.get(r.version, 0),
+            "registered": registered.get(r.version, 0),
+            "weight_pct": round(100 * weights.get(r.version, 0) / total, 1) if total else 0.0,
+            "routed_by": "split" if split is not None else "fleet",
+            "about": r.about,
+        } for r in svc.releases]
+        return pd.DataFrame(rows, columns=VERSION_COLUMNS)
+
+    # ---- instances of a version, side by side -----------------------------------
+
+    def deploy(self, name: str, version: str, replicas: int) -> pd.DataFrame:
+        """Run `replicas` instances of `version` beside the others. If no split is in force,
+        traffic is first pinned to the version serving now, so new ones get none until
+        shifted to."""
+        svc = service(name)
+        svc.release(version)
+        replicas = check_replicas(replicas)
+        with DeploymentLock(self.etcd, svc.name, f"deploy {replicas} x {version}"):
+            active = self.backend.active_slots(svc)
+            mine = [s for s in active if self.releases.version(svc, s) == version]
+            if replicas > len(mine):
+                self._add(svc, version, replicas - len(mine), active)
+            elif replicas < len(mine):
+                self._remove(svc, version, mine[replicas:], replicas)
+        return self.versions(name)
+
+    def _add(self, svc: Service, version: str, count: int, active: list[int]) -> None:
+        free = [s for s in SLOTS if s not in active]
+        if count > len(free):
+            raise LabError(f"{svc.name} has {len(free)} free slots of {MAX_REPLICAS}; cannot "
+                           f"start {count} more instances of {version}")
+        others = {v for v in self._running(svc) if v != version}
+        if others and self.splits.current(svc) is None:
+            self._apply(svc, {self._majority(svc, exclude=version): 100})
+        slots = free[:count]
+        ensure_free(instance_endpoints(svc, slots))
+        for slot in slots:
+            self.releases.assign(svc, slot, version)
+        self.backend.start_instances(svc, slots, self.progress)
+
+    def _remove(self, svc: Service, version: str, slots: list[int], keep: int) -> None:
+        split = self.splits.current(svc)
+        if keep == 0 and split is not None and split.get(version):
+            raise LabError(f"{version} still has weight in {svc.name}'s split "
+                           f"({describe(split)}): shift it away before stopping its last "
+                           f"instance")
+        self.backend.stop_instances(svc, slots, self.progress)
+        for slot in slots:
+            self.releases.release_slot(svc, slot)
+
+    # ---- traffic shifting --------------------------------------------------------
+
+    def shift(self, name: str, weights: dict[str, float] | str,
+              to: str | None = None) -> Weights | None:
+        """Split traffic between versions by weight, e.g. {"v1": 90, "v2": 10}; or a preset:
+        "tenth", "half" or "full" of it to version `to`; or "off" to send to the whole fleet
+        again. Written in one etcd transaction and confirmed from Traefik's API."""
+        svc = service(name)
+        with DeploymentLock(self.etcd, svc.name, f"shift {weights}"):
+            if weights == OFF:
+                return self._apply(svc, None)
+            if isinstance(weights, str):
+                if weights not in PRESETS:
+                    raise LabError(f"unknown preset {weights!r}; valid: "
+                                   f"{', '.join(PRESETS)}, {OFF!r}, or a dict of weights")
+                weights = preset(weights, to, self.splits.current(svc), svc,
+                                 self._majority(svc, exclude=to))
+            elif to is not None:
+                raise LabError("to= goes with a preset ('tenth', 'half', 'full'), "
+                               "not with explicit weights")
+            return self._apply(svc, weights)
+
+    def rollback(self, name: str) -> Weights | None:
+        """Undo the last shift: restore the split before it (each call goes one further back)."""
+        svc = service(name)
+        with DeploymentLock(self.etcd, svc.name, "rollback"):
+            history = self.splits.history(svc)
+            if not history:
+                raise LabError(f"nothing to roll back: no earlier split of {svc.name} is "
+                               f"recorded (now: {describe(self.splits.current(svc))})")
+            previous = history[-1]
+            if previous is not None:
+                check_weights(svc, previous, self._registered(svc))
+            current = self.splits.current(svc)
+            self.splits.apply(svc, previous, history[:-1])
+            self.progress(f"{svc.name} rolled back: {describe(current)} -> {describe(previous)}")
+            return previous
+
+    def _apply(self, svc: Service, weights: dict | None) -> Weights | None:
+        current = self.splits.current(svc)
+        split = None if weights is None else check_weights(svc, weights, self._registered(svc))
+        if split == current:
+            return split
+        self.splits.apply(svc, split, [*self.splits.history(svc), current])
+        self.progress(f"{svc.name}: {describe(current)} -> {describe(split)}, live at the gateway")
+        return split
+
+    # ---- canary ------------------------------------------------------------------
+
+    def canary(self, name: str, to: str, steps: list[int], interval: float,
+               slo: dict[str, float] | None, min_requests: int) -> pd.DataFrame:
+        svc = service(name)
+        svc.release(to)
+        plan = canary_analysis.check_plan(steps, interval, slo, min_requests)
+        baseline = self._majority(svc, exclude=to)
+        check_weights(svc, {baseline: 1, to: 1}, self._registered(svc))
+        with DeploymentLock(self.etcd, svc.name, f"canary of {to} against {baseline}"):
+            return canary_analysis.run(
+                plan, baseline, to,
+                shift=lambda weights: self._apply(svc, weights),
+                observe=lambda start, end: canary_analysis.measure(
+                    self.prometheus, svc.name, start, end),
+                progress=self.progress,
+            )
+
+    # ---- rolling upgrade -----------------------------------------------------------
+
+    def rollout(self, name: str, version: str, batch: int, surge: int,
+                ready_timeout: float) -> pd.DataFrame:
+        svc = service(name)
+        split = self.splits.current(svc)
+        if split is not None:
+            raise LabError(f"a traffic split is in force on {svc.name} ({describe(split)}): a "
+                           f"rolling upgrade replaces instances behind the whole fleet; end the "
+                           f"split first with lab.shift({svc.name!r}, {OFF!r})")
+        active = self.backend.active_slots(svc)
+        old = [s for s in active if self.releases.version(svc, s) != version]
+        check(svc, version, batch, surge, ready_timeout, len(active), len(old))
+        with DeploymentLock(self.etcd, svc.name, f"rollout to {version}"):
+            self.progress(f"rolling {len(old)} of {svc.name}'s {len(active)} instances to "
+                          f"{version}, {batch} at a time, surge {surge}")
+            return Rollout(self.backend, self.releases, self.progress).run(
+                svc, version, batch, surge, ready_timeout)
+
+    # ---- back to the declared stack ------------------------------------------------
+
+    def reset(self) -> None:
+        """Every service back to its declared version, routed to the whole fleet, no history:
+        instances of other versions are stopped (the caller restores replica counts)."""
+        for svc in SERVICES.values():
+            with DeploymentLock(self.etcd, svc.name, "reset to the declared version"):
+                if self.splits.current(svc) is not None or self.splits.history(svc):
+                    self.splits.apply(svc, None, [])
+                others = [s for s in self.backend.active_slots(svc)
+                          if self.releases.version(svc, s) != svc.version]
+                self.releases.reset(svc)
+                self.backend.stop_instances(svc, others, self.progress)
+
+    # ---- helpers -------------------------------------------------------------------
+
+    def _running(self, svc: Service) -> Counter:
+        return Counter(self.releases.version(svc, s) for s in self.backend.active_slots(svc))
+
+    def _registered(self, svc: Service) -> Counter:
+        return Counter(r["version"] for r in self.registry.records(svc.name))
+
+    def _majority(self, svc: Service, exclude: str | None) -> str:
+        """The version carrying most traffic now, other than `exclude`: by weight in the split,
+        else by registered instances; the declared version when there is none."""
+        weights = self.splits.current(svc) or self._registered(svc)
+        others = {v: w for v, w in weights.items() if v != exclude and w}
+        return max(others, key=others.get) if others else svc.version

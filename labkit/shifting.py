@@ -1,0 +1,203 @@
+"""Traffic shifting between versions: a Traefik weighted service, written atomically.
+
+Every instance sits behind two load balancers (see stack/labstack/registration.py): the whole
+fleet's, `<service>`, and its version's, `<service>-<version>`. With no split in force the
+router `<service>` sends traffic to the fleet (each instance its share, whatever its version).
+A split is a weighted service over the version load balancers,
+
+    traefik/http/services/echo-split/weighted/services/0/name   = echo-v1
+    traefik/http/services/echo-split/weighted/services/0/weight = 90
+    traefik/http/services/echo-split/weighted/services/1/name   = echo-v2
+    traefik/http/services/echo-split/weighted/services/1/weight = 10
+    traefik/http/routers/echo/service                           = echo-split
+
+written in ONE etcd transaction with the split it replaces (so that `rollback` can restore
+it), then read back from Traefik's API until it serves exactly that; if Traefik reports an
+error the previous keys are restored. Versions with weight 0 are left out of the weighted
+service. Middlewares on the router (retries, breakers, limits) apply to split traffic too;
+load-balancer policies (strategy, sticky, timeout) belong to the fleet's load balancer, so
+they apply only while no split is in force.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import etcd3gw
+import httpx
+
+from .errors import LabError
+from .gateway import ROOT, api_get
+from .kv import transact
+from .topology import Service
+
+Weights = dict[str, int]
+PRESETS = {"tenth": 10, "half": 50, "full": 100}  # the original's namerd dtabs
+HISTORY_LIMIT = 20
+READBACK_SECONDS = 3.0
+
+
+def split_service(svc: Service) -> str:
+    return f"{svc.name}-split"
+
+
+def history_key(svc: Service) -> str:
+    return f"labkit/deployments/{svc.name}/history"
+
+
+def check_weights(svc: Service, weights: object, running: dict[str, int]) -> Weights:
+    """Whole-number weights >= 0 per known version, summing to more than 0, each version with
+    a weight above 0 having an instance to send it to. Returned without the zero weights."""
+    example = "e.g. {'v1': 90, 'v2': 10}"
+    if not isinstance(weights, dict) or not weights:
+        raise LabError(f"weights must be a dict of version to weight ({example}) or one of the "
+                       f"presets {', '.join(PRESETS)} with to=<version>; got {weights!r}")
+    for version, weight in weights.items():
+        svc.release(version)  # names the service's versions if unknown
+        if (isinstance(weight, bool) or not isinstance(weight, int | float)
+                or not math.isfinite(weight) or weight < 0 or weight != int(weight)):
+            raise LabError(f"the weight of {version} must be a whole number >= 0 ({example}), "
+                           f"got {weight!r}")
+    split = {v: int(w) for v, w in weights.items() if w > 0}
+    if not split:
+        raise LabError(f"the weights sum to zero: at least one version needs a weight above 0 "
+                       f"({example})")
+    idle = [v for v in split if not running.get(v)]
+    if idle:
+        counts = ", ".join(f"{v}: {n}" for v, n in running.items() if n) or "none"
+        raise LabError(f"no instance of {', '.join(idle)} is registered to take its weight "
+                       f"(registered instances per version: {counts}); start some first, "
+                       f"e.g. lab.deploy({svc.name!r}, {idle[0]!r}, replicas=2)")
+    return split
+
+
+def preset(name: str, to: object, current: Weights | None, svc: Service,
+           majority: str) -> Weights:
+    """'tenth', 'half' or 'full' of the traffic to version `to`, the rest to the version
+    carrying most of it now (`majority` when no split is in force)."""
+    if to is None:
+        raise LabError(f"preset {name!r} needs to=<version>, e.g. "
+                       f"lab.shift({svc.name!r}, {name!r}, to='v2')")
+    svc.release(to)
+    share = PRESETS[name]
+    if share == 100:
+        return {to: 100}
+    others = {v: w for v, w in (current or {majority: 100}).items() if v != to}
+    source = max(others, key=others.get) if others else None
+    if source is None:
+        raise LabError(f"{svc.name} sends all its traffic to {to} already: nothing to shift "
+                       f"from; name both versions, e.g. {{'v1': 90, {to!r}: 10}}")
+    return {source: 100 - share, to: share}
+
+
+class Splits:
+    """Read, write and confirm the traffic split of each service."""
+
+    def __init__(self, etcd: etcd3gw.Etcd3Client, api: httpx.Client):
+        self.etcd = etcd
+        self.api = api
+
+    def current(self, svc: Service) -> Weights | None:
+        """version -> weight of the split in force; None when the router sends to the fleet."""
+        state = self._read(svc)
+        if state.get(self._router_key(svc)) != split_service(svc):
+            return None
+        return _weights_from_keys(svc, state)
+
+    def history(self, svc: Service) -> list[Weights | None]:
+        values = self.etcd.get(history_key(svc))
+        return json.loads(values[0]) if values else []
+
+    def apply(self, svc: Service, weights: Weights | None, history: list[Weights | None]) -> None:
+        """Route `svc` by `weights` (None: to the whole fleet) and store `history`, in one
+        transaction; return once Traefik serves it. Restores the previous keys and raises
+        if Traefik reports an error or does not follow within READBACK_SECONDS."""
+        before = self._read(svc)
+        after = self._keys(svc, weights)
+        after[history_key(svc)] = json.dumps(history[-HISTORY_LIMIT:])
+        transact(self.etcd, before, after)
+        problem = self._wait_served(svc, weights)
+        if problem is None:
+            return
+        transact(self.etcd, after, before)
+        raise LabError(f"Traefik did not apply the split {weights} for {svc.name}: {problem}; "
+                       f"the previous routing was restored")
+
+    def _router_key(self, svc: Service) -> str:
+        return f"{ROOT}/http/routers/{svc.name}/service"
+
+    def _split_prefix(self, svc: Service) -> str:
+        return f"{ROOT}/http/services/{split_service(svc)}/weighted/"
+
+    def _read(self, svc: Service) -> dict[str, str]:
+        """Every key a split owns: the router's service, the weighted service, the history."""
+        state = {}
+        for prefix in (self._split_prefix(svc), self._router_key(svc), history_key(svc)):
+            for value, meta in self.etcd.get_prefix(prefix):
+                state[meta["key"].decode()] = value.decode()
+        return state
+
+    def _keys(self, svc: Service, weights: Weights | None) -> dict[str, str]:
+        if weights is None:
+            return {self._router_key(svc): svc.name}
+        prefix = self._split_prefix(svc)
+        keys = {}
+        for index, (version, weight) in enumerate(sorted(weights.items())):
+            keys[f"{prefix}services/{index}/name"] = svc.version_service(version)
+            keys[f"{prefix}services/{index}/weight"] = str(weight)
+        keys[self._router_key(svc)] = split_service(svc)  # after the service it names
+        return keys
+
+    def served(self, svc: Service) -> tuple[Weights | None, list[str]]:
+        """What Traefik's API shows: (the split the router uses, or None; errors reported)."""
+        router = self._get(f"/api/http/routers/{svc.name}@etcd") or {}
+        errors = list(router.get("error", []))
+        if router.get("service", "").split("@")[0] != split_service(svc):
+            return None, errors
+        body = self._get(f"/api/http/services/{split_service(svc)}@etcd") or {}
+        errors += body.get("error", [])
+        shown = body.get("weighted", {}).get("services", [])
+        versions = {svc.version_service(v): v for v in svc.versions}
+        weights = {versions.get(s["name"].split("@")[0], s["name"]): int(s.get("weight", 1))
+                   for s in shown}
+        return weights, errors
+
+    def _wait_served(self, svc: Service, weights: Weights | None) -> str | None:
+        deadline = time.monotonic() + READBACK_SECONDS
+        while True:
+            try:
+                shown, errors = self.served(svc)
+                if errors:
+                    return "Traefik reports: " + "; ".join(dict.fromkeys(errors))
+                if shown == weights:
+                    return None
+                problem = f"Traefik's API shows {shown or 'the whole fleet'}"
+            except httpx.HTTPError as exc:
+                problem = f"Traefik's API did not answer ({exc})"
+            if time.monotonic() >= deadline:
+                return problem + f" after {READBACK_SECONDS:g} s (is the etcd provider frozen?)"
+            time.sleep(0.02)
+
+    def _get(self, path: str) -> dict | None:
+        return api_get(self.api, path)
+
+
+def _weights_from_keys(svc: Service, state: dict[str, str]) -> Weights:
+    prefix = f"{ROOT}/http/services/{split_service(svc)}/weighted/services/"
+    entries: dict[str, dict[str, str]] = {}
+    for key, value in state.items():
+        if key.startswith(prefix):
+            index, field = key[len(prefix):].split("/", 1)
+            entries.setdefault(index, {})[field] = value
+    versions = {svc.version_service(v): v for v in svc.versions}
+    return {versions[e["name"]]: int(e["weight"]) for e in entries.values()}
+
+
+def describe(weights: Weights | None) -> str:
+    """'v1 90% / v2 10%', or 'the whole fleet' when no split is in force."""
+    if weights is None:
+        return "the whole fleet (no split)"
+    total = sum(weights.values())
+    return " / ".join(f"{v} {100 * w / total:.0f}%" for v, w in sorted(weights.items()))
