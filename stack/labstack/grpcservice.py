@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 
 from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
-from .otel import REQUEST_ID, REQUEST_ID_HEADER, new_request_id
+from .otel import REQUEST_ID, REQUEST_ID_HEADER, REQUEST_LOG, new_request_id
 from .runtime import GRACE_SECONDS, Lifecycle
 from .settings import Settings
 
@@ -138,7 +138,7 @@ class InstanceInterceptor(grpc.ServerInterceptor):
             _record(labels, code, start)
             if faulty:
                 level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
-                log.log(level, "/%s/%s %s", labels[0], labels[1], code.name, extra={
+                REQUEST_LOG.log(level, "/%s/%s %s", labels[0], labels[1], code.name, extra={
                     "rpc": f"/{labels[0]}/{labels[1]}", "grpc_code": code.name,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 })

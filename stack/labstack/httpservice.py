@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
-from .otel import REQUEST_ID, REQUEST_ID_HEADER, new_request_id
+from .otel import REQUEST_ID, REQUEST_ID_HEADER, REQUEST_LOG, new_request_id
 from .runtime import GRACE_SECONDS, STARTUP_TIMEOUT, Lifecycle
 from .settings import Settings
 
@@ -102,7 +102,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_request_id)
         finally:
             level = logging.WARNING if status >= 500 else logging.INFO
-            log.log(level, "%s %s %d", scope["method"], scope["path"], status, extra={
+            REQUEST_LOG.log(level, "%s %s %d", scope["method"], scope["path"], status, extra={
                 "method": scope["method"], "path": scope["path"], "status": status,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 "client": (scope.get("client") or ("", 0))[0],

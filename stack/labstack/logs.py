@@ -12,7 +12,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-from .otel import RequestIdFilter
+from .otel import ConsoleFilter, RequestIdFilter
 from .settings import Settings
 
 # Attributes every LogRecord has; anything else was passed through `extra`.
@@ -64,6 +64,7 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> logging.
         )
     )
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(ConsoleFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

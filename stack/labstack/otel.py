@@ -33,6 +33,9 @@ from .settings import Settings
 # The request being handled, for log records and downstream calls; "" outside a request.
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="")
 REQUEST_ID_HEADER = "x-request-id"
+# One record per request handled: to the telemetry store only, unless it is a failure (see
+# ConsoleFilter): on stdout, through supervisord's pipe, it would cost more than the request.
+REQUEST_LOG = logging.getLogger("labstack.requests")
 
 # Export every second (the SDK's default is 5 s: a learner would query before spans land);
 # a deep queue, because a full one drops spans silently.
@@ -55,6 +58,13 @@ class RequestIdFilter(logging.Filter):
             if request_id:
                 record.request_id = request_id
         return True
+
+
+class ConsoleFilter(logging.Filter):
+    """What stdout (the process's console) leaves out: successful requests' records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name != REQUEST_LOG.name or record.levelno >= logging.WARNING
 
 
 class _NotFromTheExporter(logging.Filter):
