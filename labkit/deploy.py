@@ -21,6 +21,7 @@ from .deploylock import DeploymentLock
 from .errors import LabError
 from .kv import etcd_client
 from .metrics import Prometheus
+from .mirroring import Mirrors, check_percent
 from .ports import ensure_free
 from .registry import Registry
 from .rollout import Rollout, check
@@ -28,7 +29,8 @@ from .shifting import PRESETS, Splits, Weights, check_weights, describe, preset
 from .topology import INFRA, MAX_REPLICAS, SERVICES, Service, check_replicas, service
 from .versions import SLOTS, ReleaseFiles
 
-VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by", "about"]
+VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by",
+                   "mirrored_pct", "about"]
 OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fleet again
 
 
@@ -40,7 +42,9 @@ class Deployments:
         self.backend = backend
         self.progress = progress
         self.etcd = etcd if etcd is not None else etcd_client()
-        self.splits = Splits(self.etcd, httpx.Client(base_url=traefik_api_url, timeout=2.0))
+        api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
+        self.splits = Splits(self.etcd, api)
+        self.mirrors = Mirrors(self.etcd, api)
         self.releases = ReleaseFiles(backend.state)
         self.registry = Registry(self.etcd)
         self.prometheus = prometheus or Prometheus()
@@ -56,12 +60,14 @@ class Deployments:
         split = self.splits.current(svc)
         weights = split if split is not None else registered
         total = sum(weights.values())
+        mirror = self.mirrors.current(svc)
         rows = [{
             "version": r.version,
             "running": running.get(r.version, 0),
             "registered": registered.get(r.version, 0),
             "weight_pct": round(100 * weights.get(r.version, 0) / total, 1) if total else 0.0,
             "routed_by": "split" if split is not None else "fleet",
+            "mirrored_pct": mirror[1] if mirror and mirror[0] == r.version else 0,
             "about": r.about,
         } for r in svc.releases]
         return pd.DataFrame(rows, columns=VERSION_COLUMNS)
@@ -134,6 +140,7 @@ class Deployments:
         """Undo the last shift: restore the split before it (each call goes one further back)."""
         svc = service(name)
         with DeploymentLock(self.etcd, svc.name, "rollback"):
+            self._not_mirroring(svc, "roll back")
             history = self.splits.history(svc)
             if not history:
                 raise LabError(f"nothing to roll back: no earlier split of {svc.name} is "
@@ -147,6 +154,7 @@ class Deployments:
             return previous
 
     def _apply(self, svc: Service, weights: dict | None) -> Weights | None:
+        self._not_mirroring(svc, "shift")
         current = self.splits.current(svc)
         split = None if weights is None else check_weights(svc, weights, self._registered(svc))
         if split == current:
@@ -154,6 +162,38 @@ class Deployments:
         self.splits.apply(svc, split, [*self.splits.history(svc), current])
         self.progress(f"{svc.name}: {describe(current)} -> {describe(split)}, live at the gateway")
         return split
+
+    # ---- mirroring -----------------------------------------------------------------
+
+    def mirror(self, name: str, to: str | None, percent: int) -> tuple[str, int] | None:
+        """Copy `percent`% of the requests to version `to` (its answers are dropped), or stop
+        mirroring with to=None. Returns (version, percent) now mirrored to, or None."""
+        svc = service(name)
+        with DeploymentLock(self.etcd, svc.name, f"mirror to {to}"):
+            current = self.mirrors.current(svc)
+            if to is None:
+                if current is not None:
+                    self.mirrors.stop(svc)
+                    self.progress(f"{svc.name}: mirroring to {current[0]} stopped")
+                return None
+            svc.release(to)
+            percent = check_percent(percent)
+            if current is not None:
+                raise LabError(f"{svc.name} already mirrors {current[1]}% of its traffic to "
+                               f"{current[0]}; stop it first with "
+                               f"lab.mirror({svc.name!r}, None)")
+            check_weights(svc, {to: 1}, self._registered(svc))  # someone to receive copies
+            self.mirrors.start(svc, to, percent)
+            self.progress(f"{svc.name}: {percent}% of requests copied to {to}, answers still "
+                          f"from {describe(self.splits.current(svc))}")
+            return to, percent
+
+    def _not_mirroring(self, svc: Service, action: str) -> None:
+        """Shifts and rollouts rewrite the router, which mirroring has wrapped: refuse them."""
+        current = self.mirrors.current(svc)
+        if current is not None:
+            raise LabError(f"cannot {action} {svc.name} while it mirrors {current[1]}% of its "
+                           f"traffic to {current[0]}; stop with lab.mirror({svc.name!r}, None)")
 
     # ---- canary ------------------------------------------------------------------
 
@@ -178,6 +218,7 @@ class Deployments:
     def rollout(self, name: str, version: str, batch: int, surge: int,
                 ready_timeout: float) -> pd.DataFrame:
         svc = service(name)
+        self._not_mirroring(svc, "roll out")
         split = self.splits.current(svc)
         if split is not None:
             raise LabError(f"a traffic split is in force on {svc.name} ({describe(split)}): a "
@@ -199,6 +240,8 @@ class Deployments:
         instances of other versions are stopped (the caller restores replica counts)."""
         for svc in SERVICES.values():
             with DeploymentLock(self.etcd, svc.name, "reset to the declared version"):
+                if self.mirrors.current(svc) is not None:
+                    self.mirrors.stop(svc)
                 if self.splits.current(svc) is not None or self.splits.history(svc):
                     self.splits.apply(svc, None, [])
                 others = [s for s in self.backend.active_slots(svc)

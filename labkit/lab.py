@@ -302,6 +302,13 @@ class Lab:
         self._require_up()
         return self._deployments.rollback(name)
 
+    def mirror(self, name: str, to: str | None, percent: int = 100) -> tuple[str, int] | None:
+        """Copy `percent`% of the requests to version `to` (shadow traffic: its answers are
+        dropped, clients get the usual ones); to=None stops. Shifts and rollouts are refused
+        while mirroring."""
+        self._require_up()
+        return self._deployments.mirror(name, to, percent)
+
     def canary(self, name: str, to: str, steps: Sequence[int] = (5, 25, 50, 100),
                interval: float = 15, slo: dict[str, float] | None = None,
                min_requests: int = 50) -> pd.DataFrame:

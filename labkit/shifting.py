@@ -31,6 +31,7 @@ import httpx
 from .errors import LabError
 from .gateway import ROOT, api_get
 from .kv import transact
+from .mirroring import main_key, mirror_service
 from .topology import Service
 
 Weights = dict[str, int]
@@ -102,7 +103,11 @@ class Splits:
     def current(self, svc: Service) -> Weights | None:
         """version -> weight of the split in force; None when the router sends to the fleet."""
         state = self._read(svc)
-        if state.get(self._router_key(svc)) != split_service(svc):
+        routed = state.get(self._router_key(svc))
+        if routed == mirror_service(svc):  # mirroring wraps what the router sent to before
+            main = self.etcd.get(main_key(svc))
+            routed = main[0].decode() if main else None
+        if routed != split_service(svc):
             return None
         return _weights_from_keys(svc, state)
 

@@ -61,6 +61,7 @@ class Backend:
         self.name = name
         self.mode = "ok"
         self.delay = 0.5
+        self.hits = 0  # requests other than health checks
         self.address = (host, 0)
         self.server: ThreadingHTTPServer | None = None
         self.start()
@@ -73,6 +74,7 @@ class Backend:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 request = self.path != "/health"
+                backend.hits += request
                 if request and backend.mode == "slow":
                     time.sleep(backend.delay)
                 body = backend.name.encode()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import httpx
-from harness import Gateway
+from harness import Gateway, wait_until
 
 from labkit.kv import put_atomically
+from labkit.mirroring import Mirrors
 from labkit.shifting import Splits, history_key
 from labkit.topology import service
 
@@ -52,3 +53,25 @@ def test_fewer_versions_delete_the_stale_entries_and_off_restores_the_fleet(
     assert splits.current(ECHO) is None and splits.served(ECHO) == (None, [])
     leftovers = [m["key"] for _, m in gateway.etcd().get_prefix("traefik/http/services/echo-split")]
     assert leftovers == []
+
+
+def test_mirroring_copies_requests_and_stopping_restores_the_route(gateway: Gateway) -> None:
+    splits = splits_with_versions(gateway)
+    splits.apply(ECHO, {"v1": 100}, history=[None])
+    mirrors = Mirrors(gateway.etcd(), httpx.Client(base_url=gateway.api_url, timeout=2))
+    v2 = gateway.backends[1]
+    mirrors.start(ECHO, "v2", 100)
+    assert mirrors.current(ECHO) == ("v2", 100)
+    assert splits.current(ECHO) == {"v1": 100}, "the split still decides who answers"
+    before = v2.hits
+    with httpx.Client(timeout=5) as client:
+        answers = Counter(gateway.get(client).text for _ in range(20))
+    assert answers == {"b1": 20}, "clients get v1's answers only"
+    wait_until(lambda: v2.hits - before == 20, "v2 to receive the 20 copies", timeout=5)
+
+    mirrors.stop(ECHO)
+    assert mirrors.current(ECHO) is None and splits.current(ECHO) == {"v1": 100}
+    leftovers = gateway.etcd().get_prefix("traefik/http/services/echo-mirror")
+    assert leftovers == []
+    with httpx.Client(timeout=5) as client:
+        assert {gateway.get(client).text for _ in range(5)} == {"b1"}

@@ -8,6 +8,7 @@ from labstack.settings import Settings
 
 from labkit import canary
 from labkit.errors import LabError
+from labkit.mirroring import check_percent
 from labkit.rollout import check
 from labkit.shifting import check_weights, describe, preset
 from labkit.topology import service
@@ -163,3 +164,10 @@ def test_an_instance_reads_its_release_file(tmp_path):
     path.write_text(json.dumps({"LAB_PORT": "1"}))
     with pytest.raises(Exception, match="must map some of LAB_VERSION"):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("percent", [0, 101, -5, 50.5, "all", True])
+def test_a_mirror_percent_is_a_whole_number_from_1_to_100(percent):
+    with pytest.raises(LabError, match="whole number from 1 to 100"):
+        check_percent(percent)
+    assert check_percent(100) == 100
