@@ -146,6 +146,9 @@ class Gateway:
             if backend.server is None:
                 backend.start()
         wait_until(self._bare_route_live, "the bare echo route in Traefik", timeout=10)
+        # the API can show the route a moment before the entry point serves it (seen: 404s
+        # right after Traefik started)
+        wait_until(lambda: self.statuses(1) == [200], "the echo route served", timeout=10)
 
     def _bare_route_live(self) -> bool:
         router = httpx.get(f"{self.api_url}/api/http/routers/{SERVICE}@etcd", timeout=1).json()
