@@ -1,5 +1,16 @@
-"""Every notebook is a test: papermill runs it against the live stack; its asserts decide."""
+"""Every notebook is a test: papermill runs it against the live stack; its asserts decide.
 
+Each notebook runs three ways, read from its metadata (`metadata.lab`):
+- `default`: its own parameters;
+- `second`: another parameter set (`second`), so no check only holds for one choice;
+- `off`: its pattern switched off (`switch`, a boolean parameter, set to False); the
+  notebook must then fail **on its own check**: an AssertionError whose message contains
+  `fails_with`. A check that still passes without the pattern proves nothing.
+"""
+
+from __future__ import annotations
+
+import json
 from pathlib import Path
 
 import papermill
@@ -10,16 +21,68 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 OUTPUT = ROOT / "tests" / "output"  # executed copies, git-ignored, for inspection
 
 
-@pytest.mark.live
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_notebook(lab, notebook):
+def lab_metadata(notebook: Path) -> dict:
+    return json.loads(notebook.read_text())["metadata"].get("lab", {})
+
+
+def variants() -> list:
+    cases = []
+    for notebook in NOTEBOOKS:
+        meta = lab_metadata(notebook)
+        cases.append(pytest.param(notebook, "default", id=f"{notebook.stem}-default"))
+        if "second" in meta:
+            cases.append(pytest.param(notebook, "second", id=f"{notebook.stem}-second"))
+        if "switch" in meta:
+            cases.append(pytest.param(notebook, "off", id=f"{notebook.stem}-off"))
+    return cases
+
+
+def execute(notebook: Path, variant: str, parameters: dict) -> None:
     OUTPUT.mkdir(exist_ok=True)
     papermill.execute_notebook(
         str(notebook),
-        str(OUTPUT / notebook.name),
+        str(OUTPUT / f"{notebook.stem}-{variant}.ipynb"),
+        parameters=parameters,
         cwd=str(notebook.parent),
         kernel_name="python3",
         execution_timeout=240,
         progress_bar=False,
     )
+
+
+@pytest.mark.live
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("notebook", "variant"), variants())
+def test_notebook(lab, notebook: Path, variant: str) -> None:
+    meta = lab_metadata(notebook)
+    if variant == "default":
+        execute(notebook, variant, {})
+    elif variant == "second":
+        execute(notebook, variant, meta["second"])
+    else:
+        with pytest.raises(papermill.PapermillExecutionError) as failure:
+            execute(notebook, variant, {meta["switch"]: False})
+        error = failure.value
+        assert error.ename == "AssertionError" and meta["fails_with"] in error.evalue, (
+            f"with {meta['switch']}=False the notebook should fail its own check "
+            f"({meta['fails_with']!r}), it failed with {error.ename}: {error.evalue}"
+        )
+    lab.heal()  # whatever a failed run left behind, the next notebook starts clean
+
+
+def test_every_pattern_notebook_has_a_switch_and_a_second_parameter_set() -> None:
+    for notebook in NOTEBOOKS:
+        if notebook.stem.startswith("00-"):
+            continue  # the tour teaches no single pattern
+        meta = lab_metadata(notebook)
+        assert {"switch", "fails_with", "second"} <= set(meta), (
+            f"{notebook.name}: metadata.lab needs switch, fails_with and second, has {meta}"
+        )
+        source = "".join(
+            "".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+            if "parameters" in cell["metadata"].get("tags", [])
+        )
+        for name in (meta["switch"], *meta["second"]):
+            assert f"{name} =" in source or f"{name}," in source, (
+                f"{notebook.name}: {name} is not in its parameters cell"
+            )
