@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import httpx
 
-from .kv import etcd_client, put_atomically
+from .errors import LabError
+from .kv import etcd_client, put_atomically, transact
 from .topology import INFRA, SERVICES, Service
+from .topology import service as known_service
+from .waits import wait_for
 
 ROOT = "traefik"
 
@@ -102,3 +105,27 @@ class Gateway:
 
     def routers(self) -> list[dict]:
         return self.api.get("/api/http/routers").json()
+
+    def health_checks(self, name: str, enabled: bool) -> None:
+        """Switch Traefik's active health checks on (as declared) or off for every load
+        balancer of `service`, in one transaction, and wait until Traefik applies it. Off, only
+        the registry takes a dead instance out: when its lease expires. `heal()` restores them."""
+        if not isinstance(enabled, bool):
+            raise LabError(f"enabled must be True or False, got {enabled!r}")
+        service = known_service(name)
+        declared: dict[str, str] = {}
+        for balancer in (service.name, *map(service.version_service, service.versions)):
+            declared.update(health_check_keys(service, balancer))
+        etcd = etcd_client()
+        if enabled:
+            put_atomically(etcd, declared)
+        else:
+            transact(etcd, declared, {})
+
+        def applied() -> bool:
+            shown = api_get(self.api, f"/api/http/services/{service.name}@etcd") or {}
+            return ("healthCheck" in shown.get("loadBalancer", {})) == enabled
+
+        wait_for(applied, what=f"Traefik to turn {service.name}'s health checks "
+                 f"{'on' if enabled else 'off'}", timeout=5,
+                 hint="a malformed key elsewhere under traefik/ freezes Traefik's etcd provider")

@@ -190,10 +190,12 @@ class Lab:
 
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
-        service's declared version and replica count."""
+        service's declared version and replica count, and the gateway's declared routes and
+        health checks. Policies (lab.policies) stay: clear them with lab.policies.clear."""
         self._require_up()
         self._deployments.reset()
         self._faults.heal()
+        self.gateway.write_routes()  # the declared routes and health checks
 
     # ---- traffic -----------------------------------------------------------
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import papermill
 import pytest
 
+from labkit.topology import SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
 OUTPUT = ROOT / "tests" / "output"  # executed copies, git-ignored, for inspection
@@ -67,7 +69,10 @@ def test_notebook(lab, notebook: Path, variant: str) -> None:
             f"with {meta['switch']}=False the notebook should fail its own check "
             f"({meta['fails_with']!r}), it failed with {error.ename}: {error.evalue}"
         )
-    lab.heal()  # whatever a failed run left behind, the next notebook starts clean
+    # whatever a failed run left behind (faults, policies), the next notebook starts clean
+    lab.heal()
+    for name in SERVICES:
+        lab.policies.clear(name)
 
 
 def test_every_pattern_notebook_has_a_switch_and_a_second_parameter_set() -> None:

@@ -51,7 +51,12 @@ def test_the_trace_has_every_hop_with_parents_in_the_trace(lab, gateway):
             return None
         return spans if len(spans) >= 11 else None
 
-    spans = wait_for(complete, what=f"all spans of {trace_id}", timeout=20, interval=0.3)
+    def found() -> str:
+        spans = lab.trace(trace_id)
+        return f"{len(spans)} spans stored:\n{spans[['service', 'name', 'parent_span_id']]}"
+
+    spans = wait_for(complete, what=f"all 11 spans of {trace_id}", timeout=20, interval=0.3,
+                     diagnose=found)
     assert set(spans["service"]) == HOPS
     roots = spans[spans["parent_span_id"] == ""]
     assert len(roots) == 1 and roots["service"].iat[0] == "traefik"
