@@ -16,13 +16,12 @@ import httpx
 import pandas as pd
 
 from . import canary as canary_analysis
-from .backends.local import LocalBackend, instance_endpoints
+from .backends.base import Backend
 from .deploylock import DeploymentLock
 from .errors import LabError
 from .kv import etcd_client
 from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
-from .ports import ensure_free
 from .registry import Registry
 from .rollout import Rollout, check
 from .shifting import PRESETS, Splits, Weights, check_weights, describe, preset
@@ -35,7 +34,7 @@ OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fl
 
 
 class Deployments:
-    def __init__(self, backend: LocalBackend, progress: Callable[[str], None],
+    def __init__(self, backend: Backend, progress: Callable[[str], None],
                  etcd: etcd3gw.Etcd3Client | None = None,
                  traefik_api_url: str = INFRA.traefik_api.url,
                  prometheus: Prometheus | None = None):
@@ -45,7 +44,7 @@ class Deployments:
         api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
         self.splits = Splits(self.etcd, api)
         self.mirrors = Mirrors(self.etcd, api)
-        self.releases = ReleaseFiles(backend.state)
+        self.releases = ReleaseFiles(backend)
         self.registry = Registry(self.etcd)
         self.prometheus = prometheus or Prometheus()
 
@@ -99,7 +98,7 @@ class Deployments:
         if others and self.splits.current(svc) is None:
             self._apply(svc, {self._majority(svc, exclude=version): 100})
         slots = free[:count]
-        ensure_free(instance_endpoints(svc, slots))
+        self.backend.ensure_free(svc, slots)
         for slot in slots:
             self.releases.assign(svc, slot, version)
         self.backend.start_instances(svc, slots, self.progress)

@@ -12,7 +12,8 @@ import grpc
 import pandas as pd
 
 from . import grpc_client
-from .backends.local import LocalBackend, instance_endpoints
+from .backends.base import Backend
+from .backends.local import LocalBackend
 from .deploy import Deployments
 from .errors import LabError
 from .faults import Faults
@@ -20,7 +21,6 @@ from .gateway import Gateway
 from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
-from .ports import ensure_free
 from .registry import Registry
 from .telemetry import Telemetry, When
 from .topology import INFRA, SERVICES, check_replicas, service
@@ -47,7 +47,7 @@ def _say(message: str) -> None:
 
 
 class Lab:
-    def __init__(self, backend: LocalBackend | None = None,
+    def __init__(self, backend: Backend | None = None,
                  progress: Callable[[str], None] = _say):
         self.backend = backend or LocalBackend()
         self.progress = progress
@@ -123,7 +123,7 @@ class Lab:
         active = self.backend.active_slots(svc)
         to_start = [s for s in range(1, replicas + 1) if s not in active]
         to_stop = [s for s in active if s > replicas]
-        ensure_free(instance_endpoints(svc, to_start))
+        self.backend.ensure_free(svc, to_start)
         self.backend.set_desired_replicas(svc, replicas)
         self.backend.start_instances(svc, to_start, self.progress)
         self.backend.stop_instances(svc, to_stop, self.progress)

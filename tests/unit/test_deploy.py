@@ -7,6 +7,7 @@ import pytest
 from labstack.settings import Settings
 
 from labkit import canary
+from labkit.backends.local import LocalBackend
 from labkit.errors import LabError
 from labkit.mirroring import check_percent
 from labkit.rollout import check
@@ -142,7 +143,7 @@ def test_rollout_surge_must_fit_the_slots():
 
 
 def test_release_files_follow_the_current_release(tmp_path):
-    files = ReleaseFiles(tmp_path)
+    files = ReleaseFiles(LocalBackend(tmp_path))
     assert files.version(ECHO, 4) == "v1"
     files.assign(ECHO, 4, "v2")
     assert files.version(ECHO, 4) == "v2"
