@@ -19,7 +19,6 @@ from . import canary as canary_analysis
 from .backends.base import Backend
 from .deploylock import DeploymentLock
 from .errors import LabError
-from .kv import etcd_client
 from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
 from .registry import Registry
@@ -35,18 +34,21 @@ OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fl
 
 class Deployments:
     def __init__(self, backend: Backend, progress: Callable[[str], None],
-                 etcd: etcd3gw.Etcd3Client | None = None,
+                 etcd: etcd3gw.Etcd3Client,
                  traefik_api_url: str = INFRA.traefik_api.url,
                  prometheus: Prometheus | None = None):
         self.backend = backend
         self.progress = progress
-        self.etcd = etcd if etcd is not None else etcd_client()
-        api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
-        self.splits = Splits(self.etcd, api)
-        self.mirrors = Mirrors(self.etcd, api)
+        self.etcd = etcd  # the caller's: it closes it
+        self.api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
+        self.splits = Splits(self.etcd, self.api)
+        self.mirrors = Mirrors(self.etcd, self.api)
         self.releases = ReleaseFiles(backend)
         self.registry = Registry(self.etcd)
         self.prometheus = prometheus or Prometheus()
+
+    def close(self) -> None:
+        self.api.close()
 
     # ---- seeing ---------------------------------------------------------------
 
