@@ -203,9 +203,9 @@ class Deployments:
         svc = service(name)
         svc.release(to)
         plan = canary_analysis.check_plan(steps, interval, slo, min_requests)
-        baseline = self._majority(svc, exclude=to)
-        check_weights(svc, {baseline: 1, to: 1}, self._registered(svc))
-        with DeploymentLock(self.etcd, svc.name, f"canary of {to} against {baseline}"):
+        with DeploymentLock(self.etcd, svc.name, f"canary of {to}"):
+            baseline = self._majority(svc, exclude=to)
+            check_weights(svc, {baseline: 1, to: 1}, self._registered(svc))
             return canary_analysis.run(
                 plan, baseline, to,
                 shift=lambda weights: self._apply(svc, weights),
@@ -219,16 +219,17 @@ class Deployments:
     def rollout(self, name: str, version: str, batch: int, surge: int,
                 ready_timeout: float) -> pd.DataFrame:
         svc = service(name)
-        self._not_mirroring(svc, "roll out")
-        split = self.splits.current(svc)
-        if split is not None:
-            raise LabError(f"a traffic split is in force on {svc.name} ({describe(split)}): a "
-                           f"rolling upgrade replaces instances behind the whole fleet; end the "
-                           f"split first with lab.shift({svc.name!r}, {OFF!r})")
-        active = self.backend.active_slots(svc)
-        old = [s for s in active if self.releases.version(svc, s) != version]
-        check(svc, version, batch, surge, ready_timeout, len(active), len(old))
+        svc.release(version)
         with DeploymentLock(self.etcd, svc.name, f"rollout to {version}"):
+            self._not_mirroring(svc, "roll out")
+            split = self.splits.current(svc)
+            if split is not None:
+                raise LabError(f"a traffic split is in force on {svc.name} ({describe(split)}): "
+                               f"a rolling upgrade replaces instances behind the whole fleet; "
+                               f"end the split first with lab.shift({svc.name!r}, {OFF!r})")
+            active = self.backend.active_slots(svc)
+            old = [s for s in active if self.releases.version(svc, s) != version]
+            check(svc, version, batch, surge, ready_timeout, len(active), len(old))
             self.progress(f"rolling {len(old)} of {svc.name}'s {len(active)} instances to "
                           f"{version}, {batch} at a time, surge {surge}")
             return Rollout(self.backend, self.releases, self.progress).run(
