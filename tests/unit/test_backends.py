@@ -1,7 +1,10 @@
 """The backend protocol: what labkit's generic modules may ask of a backend."""
 
+import ast
 import inspect
+from pathlib import Path
 
+import labkit
 from labkit.backends.base import Backend
 from labkit.backends.local import LocalBackend
 
@@ -29,3 +32,10 @@ def test_the_local_backend_opens_its_clients_once_and_closes_them(tmp_path):
     assert gateway.api.is_closed
     assert backend.gateway is not gateway, "a closed backend opens new clients on next use"
     backend.close()
+
+
+def test_the_generic_modules_know_only_the_protocol():
+    for module in ("faults", "deploy", "rollout", "versions"):
+        tree = ast.parse((Path(labkit.__file__).parent / f"{module}.py").read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert not {"backends.local", "backends.local_config"} & imported, module
