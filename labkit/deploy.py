@@ -16,13 +16,11 @@ import httpx
 import pandas as pd
 
 from . import canary as canary_analysis
-from .backends.local import LocalBackend, instance_endpoints
+from .backends.base import Backend
 from .deploylock import DeploymentLock
 from .errors import LabError
-from .kv import etcd_client
 from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
-from .ports import ensure_free
 from .registry import Registry
 from .rollout import Rollout, check
 from .shifting import PRESETS, Splits, Weights, check_weights, describe, preset
@@ -35,19 +33,22 @@ OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fl
 
 
 class Deployments:
-    def __init__(self, backend: LocalBackend, progress: Callable[[str], None],
-                 etcd: etcd3gw.Etcd3Client | None = None,
+    def __init__(self, backend: Backend, progress: Callable[[str], None],
+                 etcd: etcd3gw.Etcd3Client,
                  traefik_api_url: str = INFRA.traefik_api.url,
                  prometheus: Prometheus | None = None):
         self.backend = backend
         self.progress = progress
-        self.etcd = etcd if etcd is not None else etcd_client()
-        api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
-        self.splits = Splits(self.etcd, api)
-        self.mirrors = Mirrors(self.etcd, api)
-        self.releases = ReleaseFiles(backend.state)
+        self.etcd = etcd  # the caller's: it closes it
+        self.api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
+        self.splits = Splits(self.etcd, self.api)
+        self.mirrors = Mirrors(self.etcd, self.api)
+        self.releases = ReleaseFiles(backend)
         self.registry = Registry(self.etcd)
         self.prometheus = prometheus or Prometheus()
+
+    def close(self) -> None:
+        self.api.close()
 
     # ---- seeing ---------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class Deployments:
         if others and self.splits.current(svc) is None:
             self._apply(svc, {self._majority(svc, exclude=version): 100})
         slots = free[:count]
-        ensure_free(instance_endpoints(svc, slots))
+        self.backend.ensure_free(svc, slots)
         for slot in slots:
             self.releases.assign(svc, slot, version)
         self.backend.start_instances(svc, slots, self.progress)
@@ -202,9 +203,9 @@ class Deployments:
         svc = service(name)
         svc.release(to)
         plan = canary_analysis.check_plan(steps, interval, slo, min_requests)
-        baseline = self._majority(svc, exclude=to)
-        check_weights(svc, {baseline: 1, to: 1}, self._registered(svc))
-        with DeploymentLock(self.etcd, svc.name, f"canary of {to} against {baseline}"):
+        with DeploymentLock(self.etcd, svc.name, f"canary of {to}"):
+            baseline = self._majority(svc, exclude=to)
+            check_weights(svc, {baseline: 1, to: 1}, self._registered(svc))
             return canary_analysis.run(
                 plan, baseline, to,
                 shift=lambda weights: self._apply(svc, weights),
@@ -218,16 +219,17 @@ class Deployments:
     def rollout(self, name: str, version: str, batch: int, surge: int,
                 ready_timeout: float) -> pd.DataFrame:
         svc = service(name)
-        self._not_mirroring(svc, "roll out")
-        split = self.splits.current(svc)
-        if split is not None:
-            raise LabError(f"a traffic split is in force on {svc.name} ({describe(split)}): a "
-                           f"rolling upgrade replaces instances behind the whole fleet; end the "
-                           f"split first with lab.shift({svc.name!r}, {OFF!r})")
-        active = self.backend.active_slots(svc)
-        old = [s for s in active if self.releases.version(svc, s) != version]
-        check(svc, version, batch, surge, ready_timeout, len(active), len(old))
+        svc.release(version)
         with DeploymentLock(self.etcd, svc.name, f"rollout to {version}"):
+            self._not_mirroring(svc, "roll out")
+            split = self.splits.current(svc)
+            if split is not None:
+                raise LabError(f"a traffic split is in force on {svc.name} ({describe(split)}): "
+                               f"a rolling upgrade replaces instances behind the whole fleet; "
+                               f"end the split first with lab.shift({svc.name!r}, {OFF!r})")
+            active = self.backend.active_slots(svc)
+            old = [s for s in active if self.releases.version(svc, s) != version]
+            check(svc, version, batch, surge, ready_timeout, len(active), len(old))
             self.progress(f"rolling {len(old)} of {svc.name}'s {len(active)} instances to "
                           f"{version}, {batch} at a time, surge {surge}")
             return Rollout(self.backend, self.releases, self.progress).run(

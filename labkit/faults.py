@@ -1,7 +1,7 @@
 """Failure injection: break instances in every realistic way, and undo it all.
 
-Process faults go through supervisord (crash = SIGKILL, hang = SIGSTOP,
-graceful stop = SIGTERM). Behaviour faults (latency, errors, failing
+Process faults go through the backend (locally supervisord: crash = SIGKILL,
+hang = SIGSTOP, graceful stop = SIGTERM). Behaviour faults (latency, errors, failing
 readiness, slow start) go to each instance's loopback-only admin API
 (stack/labstack/admin.py); a slow start is read by the instance when it
 starts, from a file labkit writes.
@@ -16,10 +16,8 @@ from collections.abc import Callable
 
 import httpx
 import pandas as pd
-import psutil
 
-from .backends.local import LocalBackend
-from .backends.local_config import faults_file
+from .backends.base import Backend
 from .errors import LabError
 from .topology import SERVICES, Service, service
 
@@ -27,7 +25,6 @@ Progress = Callable[[str], None]
 
 BEHAVIOUR_FAULTS = ("latency", "jitter", "distribution", "error_rate", "unready")
 DISTRIBUTIONS = ("fixed", "uniform", "exponential")
-PROCESS_FAULTS = ("crash", "hang", "stop", "slow_start")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
 
 
@@ -81,7 +78,7 @@ def behaviour_body(**faults: object) -> dict:
 
 
 class Faults:
-    def __init__(self, backend: LocalBackend, progress: Progress):
+    def __init__(self, backend: Backend, progress: Progress):
         self.backend = backend
         self.progress = progress
         self.admin = httpx.Client(timeout=1.0)
@@ -116,7 +113,7 @@ class Faults:
         svc, _pid = self._running(name, instance)
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
             raise LabError(f"slow start must be a number of seconds >= 0, got {seconds!r}")
-        path = faults_file(self.backend.state, svc, instance)
+        path = self.backend.faults_file(svc, instance)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"slow_start_s": seconds}))
         self.backend.restart_instance(svc, instance)
@@ -152,9 +149,9 @@ class Faults:
         """Undo every fault, and bring each service back to its declared replica count."""
         for svc in SERVICES.values():
             for slot in self.backend.active_slots(svc):
-                if self._paused(svc, slot):
+                if self.backend.is_paused(svc, slot):
                     self.backend.signal_instance(svc, slot, "CONT")
-                faults_file(self.backend.state, svc, slot).unlink(missing_ok=True)
+                self.backend.faults_file(svc, slot).unlink(missing_ok=True)
                 # one still starting has no API yet; it comes up clean, its file is gone
                 with contextlib.suppress(LabError):
                     self._admin(svc, slot, "DELETE")
@@ -163,6 +160,9 @@ class Faults:
             self.backend.start_instances(svc, missing, self.progress)
             self.backend.wait_routed(svc, list(range(1, desired + 1)))
         self.progress("healed: no fault in force, every service at its declared replicas")
+
+    def close(self) -> None:
+        self.admin.close()
 
     # ---- helpers -----------------------------------------------------------
 
@@ -174,14 +174,8 @@ class Faults:
                            f"{', '.join(map(str, active)) or 'none'}")
         return svc, self.backend.instance_pid(svc, instance)
 
-    def _paused(self, svc: Service, slot: int) -> bool:
-        try:
-            return psutil.Process(self.backend.instance_pid(svc, slot)).status() == "stopped"
-        except psutil.Error:
-            return False
-
     def _instance_faults(self, svc: Service, slot: int) -> list[tuple[str, str]]:
-        if self._paused(svc, slot):
+        if self.backend.is_paused(svc, slot):
             return [("hang", "paused (SIGSTOP)")]
         try:
             state = self._admin(svc, slot, "GET")

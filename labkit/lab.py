@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from types import ModuleType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,15 +12,17 @@ import grpc
 import pandas as pd
 
 from . import grpc_client
-from .backends.local import LocalBackend, instance_endpoints
+from .backends.base import Backend
+from .backends.local import LocalBackend
+from .background import BackgroundJobs
 from .deploy import Deployments
 from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
+from .kv import etcd_client
 from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
-from .ports import ensure_free
 from .registry import Registry
 from .telemetry import Telemetry, When
 from .topology import INFRA, SERVICES, check_replicas, service
@@ -32,6 +34,7 @@ UIS = {
     "telemetry store (OTLP, query API)": f"{INFRA.telemetry.url}/api/stats",
     "etcd (registry)": INFRA.etcd.url,
 }
+MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
 GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
 INFRA_ADDRESSES = {
     "etcd": INFRA.etcd.address,
@@ -47,20 +50,38 @@ def _say(message: str) -> None:
 
 
 class Lab:
-    def __init__(self, backend: LocalBackend | None = None,
+    def __init__(self, backend: Backend | None = None,
                  progress: Callable[[str], None] = _say):
         self.backend = backend or LocalBackend()
         self.progress = progress
-        self.registry = Registry()
+        self._etcd = etcd_client()  # one client for the registry, policies and deployments
+        self.registry = Registry(self._etcd)
         self._faults = Faults(self.backend, progress)
-        self._background = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labkit-load")
+        self._loads = BackgroundJobs(MAX_BACKGROUND_LOADS, "background loads")
         self.gateway = Gateway()
-        self.policies = Policies()  # timeouts, retries, breakers, limits, at the gateway
+        self.policies = Policies(self._etcd)  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
         self.telemetry = Telemetry()  # traces and logs, from the telemetry store
-
-        self._deployments = Deployments(self.backend, progress)
+        self._deployments = Deployments(self.backend, progress, self._etcd,
+                                        prometheus=self.prometheus)
         self.uis = dict(UIS)
+
+    def close(self) -> None:
+        """Close every client this Lab opened; the stack keeps running (down() stops it).
+        A closed Lab cannot be used again: make a new one with labkit.connect()."""
+        self._faults.close()
+        self._deployments.close()
+        for client in (self.gateway.api, self.policies.api, self.prometheus.http,
+                       self.telemetry.http):
+            client.close()
+        self._etcd.session.close()
+        self.backend.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     @property
     def plot(self) -> ModuleType:
@@ -87,6 +108,7 @@ class Lab:
         if not self.backend.is_up():
             self.progress("nothing running")
         self.backend.down(self.progress)
+        self.backend.close()  # its clients talk to components that are gone
 
     def status(self) -> pd.DataFrame:
         """One row per infrastructure component and per service instance."""
@@ -123,7 +145,7 @@ class Lab:
         active = self.backend.active_slots(svc)
         to_start = [s for s in range(1, replicas + 1) if s not in active]
         to_stop = [s for s in active if s > replicas]
-        ensure_free(instance_endpoints(svc, to_start))
+        self.backend.ensure_free(svc, to_start)
         self.backend.set_desired_replicas(svc, replicas)
         self.backend.start_instances(svc, to_start, self.progress)
         self.backend.stop_instances(svc, to_stop, self.progress)
@@ -227,9 +249,11 @@ class Lab:
         return grpc_client.registry_channel(name, balancing=balancing)
 
     def start_load(self, url: str, **options) -> Future[pd.DataFrame]:
-        """Like load(), in the background: change the stack while traffic flows, then
-        call .result() on the returned future for the DataFrame."""
-        return self._background.submit(self.load, url, **options)
+        """Like load(), in the background and starting now: change the stack while traffic
+        flows, then call .result() on the returned future for the DataFrame. Up to
+        MAX_BACKGROUND_LOADS run at once; one more is refused with a LabError."""
+        gateway_target(url)  # a bad URL is refused here, not from .result()
+        return self._loads.submit(self.load, url, **options)
 
     # ---- telemetry ---------------------------------------------------------
 

@@ -44,9 +44,9 @@ LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 COLUMNS = [
     "scheduled", "start", "end", "latency_ms", "latency_from_scheduled_ms",
-    "status", "error", "instance", "version", "retries", "client",
+    "status", "error", "instance", "version", "client",
 ]
-_RAW_COLUMNS = ["scheduled", "start", "end", "status", "error", "instance", "version", "retries"]
+_RAW_COLUMNS = ["scheduled", "start", "end", "status", "error", "instance", "version"]
 
 
 def run_load(
@@ -71,7 +71,7 @@ def run_load(
     Columns: scheduled, start, end (s since the run started), latency_ms,
     latency_from_scheduled_ms, status (0 = no response), error ("" or
     timeout / connect / read / other), instance and version (X-Instance,
-    X-Version headers), retries (X-Retry-Attempts), client. `df.attrs` keeps
+    X-Version headers), client. `df.attrs` keeps
     the run's settings: url, mode ("open" or "closed"), rps, concurrency,
     seconds, host, started_at (epoch seconds).
     """
@@ -241,23 +241,23 @@ class _Run:
     async def _send(self, scheduled: float | None) -> None:
         start = self.now()
         self.sent += 1
-        status, error, instance, version, retries = await self.sender.send()
+        status, error, instance, version = await self.sender.send()
         self.errors += bool(error)
         self.rows.append((
             start if scheduled is None else scheduled, start, self.now(), status, error,
-            instance, version, retries,
+            instance, version,
         ))
 
 
 class _HttpSender:
-    """GET `url`; the outcome as (status, error kind, X-Instance, X-Version, retries)."""
+    """GET `url`; the outcome as (status, error kind, X-Instance, X-Version)."""
 
     def __init__(self, url: str, headers: dict[str, str], source_address: str | None,
                  timeout: float):
         self.url, self.timeout = url, timeout
         self.clients = _Clients(headers, source_address, timeout)
 
-    async def send(self) -> tuple[int, str, str, str, int]:
+    async def send(self) -> tuple[int, str, str, str]:
         status, error, headers = 0, "", httpx.Headers()
         client = self.clients.acquire()
         try:
@@ -273,9 +273,7 @@ class _HttpSender:
             error = "other"
         finally:
             self.clients.release(client)
-        retries = headers.get("x-retry-attempts", "")
-        return (status, error, headers.get("x-instance", ""), headers.get("x-version", ""),
-                int(retries) if retries.isdigit() else 0)
+        return status, error, headers.get("x-instance", ""), headers.get("x-version", "")
 
     async def aclose(self) -> None:
         await self.clients.aclose()
@@ -299,7 +297,7 @@ class _GrpcSender:
         self.point = routeguide_pb2.Point(latitude=409146138, longitude=-746188906)
         self.timeout = timeout
 
-    async def send(self) -> tuple[int, str, str, str, int]:
+    async def send(self) -> tuple[int, str, str, str]:
         call = self.stub.GetFeature(self.point, timeout=self.timeout)
         try:
             await call
@@ -312,7 +310,7 @@ class _GrpcSender:
             metadata = dict(await call.initial_metadata() or ())
         except (grpc.aio.AioRpcError, asyncio.CancelledError):
             metadata = {}
-        return status, error, metadata.get("x-instance", ""), metadata.get("x-version", ""), 0
+        return status, error, metadata.get("x-instance", ""), metadata.get("x-version", "")
 
     async def aclose(self) -> None:
         await self.channel.close()
@@ -435,7 +433,7 @@ def _progress_writer(progress: bool | None) -> Callable[[str, bool], None] | Non
 
 def _frame(rows: list[tuple], client: str) -> pd.DataFrame:
     df = pd.DataFrame.from_records(rows, columns=_RAW_COLUMNS).astype(
-        {"scheduled": float, "start": float, "end": float, "status": int, "retries": int}
+        {"scheduled": float, "start": float, "end": float, "status": int}
     )
     df["latency_ms"] = (df["end"] - df["start"]) * 1000.0
     df["latency_from_scheduled_ms"] = (df["end"] - df["scheduled"]) * 1000.0

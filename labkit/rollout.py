@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from .backends.local import LocalBackend
+from .backends.base import Backend
 from .errors import LabError
 from .topology import MAX_REPLICAS, Service
 from .versions import SLOTS, ReleaseFiles
@@ -54,7 +54,7 @@ def check(svc: Service, version: object, batch: object, surge: object, ready_tim
 
 
 class Rollout:
-    def __init__(self, backend: LocalBackend, releases: ReleaseFiles,
+    def __init__(self, backend: Backend, releases: ReleaseFiles,
                  progress: Callable[[str], None]):
         self.backend = backend
         self.releases = releases

@@ -17,26 +17,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .backends.local_config import release_file
+from .backends.base import Backend
 from .topology import MAX_REPLICAS, Service
 
 SLOTS = range(1, MAX_REPLICAS + 1)
 
 
 class ReleaseFiles:
-    def __init__(self, state: Path):
-        self.state = state
+    def __init__(self, backend: Backend):
+        self.backend = backend
 
     def version(self, svc: Service, slot: int) -> str:
         """The version slot `slot` runs (or will run when it starts)."""
-        path = release_file(self.state, svc, slot)
+        path = self.backend.release_file(svc, slot)
         if not path.exists():
             return svc.version
         return json.loads(path.read_text()).get("LAB_VERSION", svc.version)
 
     def assign(self, svc: Service, slot: int, version: str) -> None:
         """Make `slot` start as `version` (the declared version needs no file)."""
-        path = release_file(self.state, svc, slot)
+        path = self.backend.release_file(svc, slot)
         if version == svc.version:
             path.unlink(missing_ok=True)
             return
@@ -68,7 +68,7 @@ class ReleaseFiles:
         """Back to the declared version everywhere (for slots started from now on)."""
         self._current_file(svc).unlink(missing_ok=True)
         for slot in SLOTS:
-            release_file(self.state, svc, slot).unlink(missing_ok=True)
+            self.backend.release_file(svc, slot).unlink(missing_ok=True)
 
     def _current_file(self, svc: Service) -> Path:
-        return self.state / "releases" / f"{svc.name}.json"
+        return self.backend.state / "releases" / f"{svc.name}.json"

@@ -15,7 +15,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
 import httpx
@@ -29,10 +30,9 @@ from ..registry import Registry
 from ..topology import INFRA, INFRA_COMPONENTS, SERVICES, Endpoint, Service
 from ..waits import wait_for
 from . import local_config
+from .base import Progress
 from .local_config import infra_name, instance_name
 from .supervisor import ACTIVE_STATES, FAILED_STATES, Supervisor
-
-Progress = Callable[[str], None]
 
 HEALTH_URLS = {
     "etcd": f"{INFRA.etcd.url}/health",
@@ -62,6 +62,21 @@ class LocalBackend:
     def __init__(self, state: Path | None = None):
         self.state = state or paths.state_dir()
         self.supervisor = Supervisor(self.state / "supervisor.sock")
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        return Gateway()
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry()
+
+    def close(self) -> None:
+        """Close the gateway's and the registry's HTTP clients (made again on next use)."""
+        if "gateway" in self.__dict__:
+            self.__dict__.pop("gateway").api.close()
+        if "registry" in self.__dict__:
+            self.__dict__.pop("registry").etcd.session.close()
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -163,7 +178,7 @@ class LocalBackend:
         if "etcd" in missing:
             self._start_components(["etcd"], progress)
             # Traefik backs off for seconds if its prefix is empty when it starts
-            Gateway().write_routes()
+            self.gateway.write_routes()
         self._start_components([c for c in missing if c != "etcd"], progress)
 
     def _start_components(self, components: list[str], progress: Progress) -> None:
@@ -188,6 +203,9 @@ class LocalBackend:
         )
 
     # ---- instances -------------------------------------------------------
+
+    def ensure_free(self, service: Service, slots: list[int]) -> None:
+        ensure_free(instance_endpoints(service, slots))
 
     def active_slots(self, service: Service) -> list[int]:
         slots = []
@@ -219,10 +237,9 @@ class LocalBackend:
     def stop_instances(self, service: Service, slots: list[int], progress: Progress) -> None:
         for slot in slots:
             self.supervisor.stop(instance_name(service, slot))
-        gateway = Gateway()
         gone = {_server_url(service, slot) for slot in slots}
         wait_for(
-            lambda: not gone & set(gateway.servers(service.name)),
+            lambda: not gone & set(self.gateway.servers(service.name)),
             what=f"the gateway to drop {sorted(gone)}", timeout=START_TIMEOUT,
         )
         # then let them drain and exit, so that no caller sees a half-stopped instance
@@ -236,11 +253,9 @@ class LocalBackend:
     def wait_routed(self, service: Service, slots: list[int],
                     timeout: float = START_TIMEOUT) -> None:
         """Wait until each instance is registered (by its current pid) and in Traefik's view."""
-        registry, gateway = Registry(), Gateway()
-
         def all_routed() -> bool:
-            registered = {(r["slot"], r["pid"]) for r in registry.records(service.name)}
-            routed = gateway.servers(service.name)
+            registered = {(r["slot"], r["pid"]) for r in self.registry.records(service.name)}
+            routed = self.gateway.servers(service.name)
             for slot in slots:
                 name = instance_name(service, slot)
                 info = self._fail_if_crashed(name, f"{service.name}-{slot}")
@@ -290,6 +305,18 @@ class LocalBackend:
 
     def instance_pid(self, service: Service, slot: int) -> int:
         return self.supervisor.info(instance_name(service, slot))["pid"]
+
+    def is_paused(self, service: Service, slot: int) -> bool:
+        try:
+            return psutil.Process(self.instance_pid(service, slot)).status() == "stopped"
+        except psutil.Error:
+            return False
+
+    def faults_file(self, service: Service, slot: int) -> Path:
+        return local_config.faults_file(self.state, service, slot)
+
+    def release_file(self, service: Service, slot: int) -> Path:
+        return local_config.release_file(self.state, service, slot)
 
     # ---- status and diagnostics -----------------------------------------
 

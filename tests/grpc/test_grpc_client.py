@@ -37,16 +37,9 @@ from services.support import (
     wait_until,
 )
 
+from labkit.demos.routeguide import KINDS, call_log, health, reflected_services
 from labkit.errors import LabError
-from labkit.grpc_client import (
-    KINDS,
-    DiscoveredChannel,
-    call_log,
-    gateway_channel,
-    health,
-    reflected_services,
-    registry_channel,
-)
+from labkit.grpc_client import DiscoveredChannel, gateway_channel, registry_channel
 
 pytestmark = pytest.mark.timeout(90)
 

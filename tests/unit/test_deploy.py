@@ -2,11 +2,16 @@
 
 import json
 import math
+import time
+from types import SimpleNamespace
 
 import pytest
 from labstack.settings import Settings
 
 from labkit import canary
+from labkit.backends.local import LocalBackend
+from labkit.deploy import Deployments
+from labkit.deploylock import lock_key
 from labkit.errors import LabError
 from labkit.mirroring import check_percent
 from labkit.rollout import check
@@ -142,7 +147,7 @@ def test_rollout_surge_must_fit_the_slots():
 
 
 def test_release_files_follow_the_current_release(tmp_path):
-    files = ReleaseFiles(tmp_path)
+    files = ReleaseFiles(LocalBackend(tmp_path))
     assert files.version(ECHO, 4) == "v1"
     files.assign(ECHO, 4, "v2")
     assert files.version(ECHO, 4) == "v2"
@@ -171,3 +176,38 @@ def test_a_mirror_percent_is_a_whole_number_from_1_to_100(percent):
     with pytest.raises(LabError, match="whole number from 1 to 100"):
         check_percent(percent)
     assert check_percent(100) == 100
+
+
+class _LockHeldElsewhere:
+    """An etcd where another kernel holds echo's deployment lock; any other read fails."""
+
+    def lease(self, ttl):
+        return SimpleNamespace(revoke=lambda: None)
+
+    def create(self, key, value, lease=None):
+        return False
+
+    def get(self, key):
+        assert key == lock_key("echo"), f"read {key} before taking the lock"
+        return [json.dumps({"what": "a rollout in another notebook", "pid": 1, "host": "h",
+                            "started_at": time.time()})]
+
+
+class _Untouchable:
+    def __getattr__(self, name):
+        raise AssertionError(f"backend.{name} used before taking the lock")
+
+
+@pytest.mark.parametrize("action", [
+    lambda d: d.rollout("echo", "v2", 1, 1, 10),
+    lambda d: d.canary("echo", "v2", [10, 100], 15, None, 10),
+    lambda d: d.shift("echo", {"v1": 90, "v2": 10}),
+    lambda d: d.deploy("echo", "v2", 1),
+])
+def test_a_deployment_takes_the_lock_before_reading_the_stack(action):
+    deployments = Deployments(_Untouchable(), lambda _msg: None, _LockHeldElsewhere())
+    try:
+        with pytest.raises(LabError, match="deployment of echo is in progress .a rollout in"):
+            action(deployments)
+    finally:
+        deployments.close()

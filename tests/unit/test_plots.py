@@ -37,7 +37,7 @@ def _run(spread: float, broken: bool = True, seconds: float = 4.0, rps: int = 10
         "scheduled": scheduled, "start": start, "end": start + latency / 1000,
         "latency_ms": latency, "latency_from_scheduled_ms": latency + (start - scheduled) * 1000,
         "status": status, "error": error, "instance": instance, "version": "v1",
-        "retries": 0, "client": "",
+        "client": "",
     })[COLUMNS]
     df.attrs = {"url": "http://echo.localhost/", "mode": "open", "rps": rps,
                 "concurrency": None, "seconds": seconds, "host": None, "started_at": 0.0}

@@ -1,0 +1,1 @@
+"""What the notebooks call to show a pattern: demo payloads, kept apart from infrastructure."""
