@@ -80,8 +80,20 @@ def api_get(api: httpx.Client, path: str) -> dict | None:
 
 
 class Gateway:
+    """Writes the routes, and reads Traefik's view through one reused API client."""
+
     def __init__(self, api_url: str = INFRA.traefik_api.url, timeout: float = 2.0):
         self.api = httpx.Client(base_url=api_url, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection to Traefik's API."""
+        self.api.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def write_routes(self) -> None:
         keys: dict[str, str] = {}
@@ -89,22 +101,12 @@ class Gateway:
             keys.update(route_keys(service))
         put_atomically(etcd_client(), keys)
 
-    def is_ready(self) -> bool:
-        return self.api.get("/ping").status_code == 200
-
     def servers(self, service: str) -> dict[str, str]:
         """Server URL -> status ("UP"/"DOWN") as Traefik currently routes to them."""
-        response = self.api.get(f"/api/http/services/{service}@etcd")
-        if response.status_code == 404:
-            return {}
-        response.raise_for_status()
-        body = response.json()
+        body = api_get(self.api, f"/api/http/services/{service}@etcd") or {}
         urls = [s["url"] for s in body.get("loadBalancer", {}).get("servers", [])]
         status = body.get("serverStatus", {})
         return {url: status.get(url, "UP") for url in urls}
-
-    def routers(self) -> list[dict]:
-        return self.api.get("/api/http/routers").json()
 
     def health_checks(self, name: str, enabled: bool) -> None:
         """Switch Traefik's active health checks on (as declared) or off for every load

@@ -71,8 +71,9 @@ class Lab:
         A closed Lab cannot be used again: make a new one with labkit.connect()."""
         self._faults.close()
         self._deployments.close()
-        for client in (self.gateway.api, self.policies.api, self.prometheus.http,
-                       self.telemetry.http):
+        self.gateway.close()
+        self.policies.close()
+        for client in (self.prometheus.http, self.telemetry.http):
             client.close()
         self._etcd.session.close()
         self.backend.close()

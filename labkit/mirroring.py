@@ -15,17 +15,15 @@ Traefik's API; on an error the previous keys are restored.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 
 import etcd3gw
 import httpx
 
 from .errors import LabError
 from .gateway import ROOT, api_get
-from .kv import transact
+from .readback import ReadBack
 from .topology import Service
-
-READBACK_SECONDS = 3.0
 
 
 def mirror_service(svc: Service) -> str:
@@ -51,6 +49,7 @@ class Mirrors:
     def __init__(self, etcd: etcd3gw.Etcd3Client, api: httpx.Client):
         self.etcd = etcd
         self.api = api
+        self.readback = ReadBack(etcd)
 
     def current(self, svc: Service) -> tuple[str, int] | None:
         """(version mirrored to, percent) while mirroring is on, else None."""
@@ -84,29 +83,20 @@ class Mirrors:
         return state
 
     def _change(self, svc: Service, before: dict[str, str], after: dict[str, str]) -> None:
-        transact(self.etcd, before, after)
-        problem = self._wait_routed(svc, after[router_key(svc)])
-        if problem is not None:
-            transact(self.etcd, after, before)
-            raise LabError(f"Traefik did not apply the mirroring change for {svc.name}: "
-                           f"{problem}; the previous routing was restored")
+        self.readback.apply(
+            before, after, served=lambda state: self._difference(svc, state),
+            errors=lambda: self._errors(svc), what=f"the mirroring change for {svc.name}",
+            restored="the previous routing was restored",
+        )  # fmt: skip
 
-    def _wait_routed(self, svc: Service, target: str) -> str | None:
-        deadline = time.monotonic() + READBACK_SECONDS
-        while True:
-            try:
-                router = api_get(self.api, f"/api/http/routers/{svc.name}@etcd") or {}
-                errors = list(router.get("error", []))
-                if target == mirror_service(svc):
-                    body = api_get(self.api, f"/api/http/services/{target}@etcd") or {}
-                    errors += body.get("error", [])
-                if errors:
-                    return "Traefik reports: " + "; ".join(dict.fromkeys(errors))
-                if router.get("service", "").split("@")[0] == target:
-                    return None
-                problem = f"the router still sends to {router.get('service')}"
-            except httpx.HTTPError as exc:
-                problem = f"Traefik's API did not answer ({exc})"
-            if time.monotonic() >= deadline:
-                return f"{problem} after {READBACK_SECONDS:g} s"
-            time.sleep(0.02)
+    def _errors(self, svc: Service) -> list[str]:
+        """What Traefik reports on the router and, while it exists, the mirroring service."""
+        router = api_get(self.api, f"/api/http/routers/{svc.name}@etcd") or {}
+        mirror = api_get(self.api, f"/api/http/services/{mirror_service(svc)}@etcd") or {}
+        return [*router.get("error", []), *mirror.get("error", [])]
+
+    def _difference(self, svc: Service, state: Mapping[str, str]) -> str | None:
+        router = api_get(self.api, f"/api/http/routers/{svc.name}@etcd") or {}
+        if router.get("service", "").split("@")[0] == state.get(router_key(svc)):
+            return None
+        return f"the router still sends to {router.get('service')}"

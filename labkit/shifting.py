@@ -23,21 +23,20 @@ from __future__ import annotations
 
 import json
 import math
-import time
+from collections.abc import Mapping
 
 import etcd3gw
 import httpx
 
 from .errors import LabError
 from .gateway import ROOT, api_get
-from .kv import transact
 from .mirroring import main_key, mirror_service
+from .readback import ReadBack
 from .topology import Service
 
 Weights = dict[str, int]
 PRESETS = {"tenth": 10, "half": 50, "full": 100}  # the original's namerd dtabs
 HISTORY_LIMIT = 20
-READBACK_SECONDS = 3.0
 
 
 def split_service(svc: Service) -> str:
@@ -99,6 +98,7 @@ class Splits:
     def __init__(self, etcd: etcd3gw.Etcd3Client, api: httpx.Client):
         self.etcd = etcd
         self.api = api
+        self.readback = ReadBack(etcd)
 
     def current(self, svc: Service) -> Weights | None:
         """version -> weight of the split in force; None when the router sends to the fleet."""
@@ -118,17 +118,15 @@ class Splits:
     def apply(self, svc: Service, weights: Weights | None, history: list[Weights | None]) -> None:
         """Route `svc` by `weights` (None: to the whole fleet) and store `history`, in one
         transaction; return once Traefik serves it. Restores the previous keys and raises
-        if Traefik reports an error or does not follow within READBACK_SECONDS."""
+        if Traefik reports an error or does not follow within its read-back timeout."""
         before = self._read(svc)
         after = self._keys(svc, weights)
         after[history_key(svc)] = json.dumps(history[-HISTORY_LIMIT:])
-        transact(self.etcd, before, after)
-        problem = self._wait_served(svc, weights)
-        if problem is None:
-            return
-        transact(self.etcd, after, before)
-        raise LabError(f"Traefik did not apply the split {weights} for {svc.name}: {problem}; "
-                       f"the previous routing was restored")
+        self.readback.apply(
+            before, after, served=lambda state: self._difference(svc, state),
+            errors=lambda: self.served(svc)[1], what=f"the split {weights} for {svc.name}",
+            restored="the previous routing was restored",
+        )  # fmt: skip
 
     def _router_key(self, svc: Service) -> str:
         return f"{ROOT}/http/routers/{svc.name}/service"
@@ -169,21 +167,14 @@ class Splits:
                    for s in shown}
         return weights, errors
 
-    def _wait_served(self, svc: Service, weights: Weights | None) -> str | None:
-        deadline = time.monotonic() + READBACK_SECONDS
-        while True:
-            try:
-                shown, errors = self.served(svc)
-                if errors:
-                    return "Traefik reports: " + "; ".join(dict.fromkeys(errors))
-                if shown == weights:
-                    return None
-                problem = f"Traefik's API shows {shown or 'the whole fleet'}"
-            except httpx.HTTPError as exc:
-                problem = f"Traefik's API did not answer ({exc})"
-            if time.monotonic() >= deadline:
-                return problem + f" after {READBACK_SECONDS:g} s (is the etcd provider frozen?)"
-            time.sleep(0.02)
+    def _difference(self, svc: Service, state: Mapping[str, str]) -> str | None:
+        """None when Traefik routes as the keys `state` say, else what it shows instead."""
+        split = state.get(self._router_key(svc)) == split_service(svc)
+        wanted = _weights_from_keys(svc, state) if split else None
+        shown, _ = self.served(svc)
+        if shown == wanted:
+            return None
+        return f"Traefik's API shows {shown or 'the whole fleet'} (is the etcd provider frozen?)"
 
     def _get(self, path: str) -> dict | None:
         return api_get(self.api, path)

@@ -38,7 +38,7 @@ from services.support import (
 )
 
 from labkit.demos.routeguide import KINDS, call_log, health, reflected_services
-from labkit.errors import LabError
+from labkit.errors import LabError, LabTimeout
 from labkit.grpc_client import DiscoveredChannel, gateway_channel, registry_channel
 
 pytestmark = pytest.mark.timeout(90)
@@ -235,10 +235,13 @@ def test_gateway_channel_sends_the_service_authority() -> None:
             with connection:
                 connection.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty HTTP/2 SETTINGS
                 connection.settimeout(0.2)
-                deadline = time.monotonic() + 2
-                while b"routeguide.localhost" not in received and time.monotonic() < deadline:
-                    with contextlib.suppress(TimeoutError):
-                        received.extend(connection.recv(4096))
+
+                def authority_received() -> bool:
+                    received.extend(connection.recv(4096))  # a socket timeout is "not yet"
+                    return b"routeguide.localhost" in received
+
+                with contextlib.suppress(LabTimeout):  # the asserts below say what was missing
+                    wait_until(authority_received, "the authority", timeout=2, interval=0)
 
         fake = threading.Thread(target=accept, daemon=True)
         fake.start()

@@ -1,7 +1,9 @@
 """Small helpers shared by the live-stack tests."""
 
-import time
 from collections.abc import Callable
+
+from labkit.errors import LabTimeout
+from labkit.waits import wait_for
 
 
 def registered(lab, service: str) -> set[tuple[int, int]]:
@@ -10,10 +12,8 @@ def registered(lab, service: str) -> set[tuple[int, int]]:
 
 
 def wait(predicate: Callable[[], bool], seconds: float) -> bool:
-    """Poll `predicate` until it holds or `seconds` pass; return its last value."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    """True once `predicate` holds, False if it still does not after `seconds`."""
+    try:
+        return bool(wait_for(predicate, what="the condition", timeout=seconds))
+    except LabTimeout:
+        return False

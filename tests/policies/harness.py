@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import etcd3gw
 import httpx
 import yaml
-from services.support import free_port
+from services.support import free_port, wait_until
 
 from labkit.gateway import route_keys, server_key
 from labkit.kv import etcd_client, put_atomically
@@ -26,18 +25,6 @@ from labkit.topology import Endpoint, service
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 SERVICE = "echo"
 HOST = "echo.localhost"
-
-
-def wait_until(probe: Callable[[], object], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if probe():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
 
 
 def stop_process(process: subprocess.Popen) -> None:

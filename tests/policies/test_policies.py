@@ -77,7 +77,7 @@ def test_circuit_breaker_opens_and_fails_fast(gateway: Gateway, policies: Polici
 def test_timeout_turns_a_slow_backend_into_504(gateway: Gateway, policies: Policies) -> None:
     for backend in gateway.backends:
         backend.mode, backend.delay = "slow", 0.5
-    policies.timeout("echo", response_header="200ms", dial="1s")
+    policies.timeout("echo", response_header=0.2, dial="1s")  # seconds or a Go duration
 
     with httpx.Client(timeout=5) as client:
         response = gateway.get(client)
@@ -85,6 +85,8 @@ def test_timeout_turns_a_slow_backend_into_504(gateway: Gateway, policies: Polic
     assert response.elapsed.total_seconds() < 0.45
     service = api(gateway, "/api/http/services/echo@etcd")
     assert service["loadBalancer"]["serversTransport"] == "echo@etcd"
+    settings = policies.policies("echo").set_index("policy").settings["timeout"]
+    assert "responseHeaderTimeout=200ms" in settings and "dialTimeout=1s" in settings
 
 
 def test_in_flight_limits_concurrent_requests(gateway: Gateway, policies: Policies) -> None:
@@ -145,8 +147,12 @@ BAD_CALLS: dict[str, tuple[Callable[[Policies], None], str]] = {
     "negative burst": (lambda p: p.rate_limit("echo", 5, burst=-3), "burst must be"),
     "bad per": (lambda p: p.rate_limit("echo", 5, per="cookie"), "'ip', 'header:<Name>'"),
     "bad header": (lambda p: p.in_flight("echo", 2, per="header:a b"), "header name"),
-    "not a duration": (lambda p: p.timeout("echo", "2 seconds"), "'100ms', '2s' or '1m'"),
-    "bare number": (lambda p: p.retry("echo", initial_interval="100"), "initial_interval"),
+    "not a duration": (lambda p: p.timeout("echo", "2 seconds"), "such as '250ms', '1.5s'"),
+    "unitless string": (lambda p: p.retry("echo", initial_interval="100"), "initial_interval"),
+    "zero duration": (lambda p: p.rate_limit("echo", 5, period=0), "period must be greater"),
+    "negative duration": (lambda p: p.timeout("echo", dial=-1), "dial must be a finite"),
+    "nan duration": (lambda p: p.timeout("echo", float("nan")), "response_header must be"),
+    "bool duration": (lambda p: p.retry("echo", initial_interval=True), "initial_interval"),
     "bad strategy": (lambda p: p.strategy("echo", "random"), "wrr, p2c"),
     "bad cookie": (lambda p: p.sticky("echo", cookie="a;b"), "cookie must be"),
     "unknown metric": (lambda p: p.circuit_breaker("echo", "ErrorRate() > 0.5"), "unknown metric"),
@@ -200,11 +206,11 @@ def test_change_that_never_shows_up_is_rolled_back(
     gateway: Gateway, policies: Policies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = gateway.snapshot()
-    monkeypatch.setattr(labkit.policies, "READBACK_SECONDS", 0.3)
-    real = Policies._difference
+    policies.readback.timeout = 0.3
+    real = policies.served.difference
     # the readback never confirms the new state (as when the provider is frozen)
-    monkeypatch.setattr(Policies, "_difference", lambda self, service, state: (
-        "frozen" if state else real(self, service, state)))  # fmt: skip
+    monkeypatch.setattr(policies.served, "difference", lambda service, state: (
+        "frozen" if state else real(service, state)))  # fmt: skip
 
     with pytest.raises(LabError, match="did not apply retry for echo: frozen"):
         policies.retry("echo")

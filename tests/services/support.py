@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import Any, TypeVar
 
 import etcd3gw
 import httpx
+
+from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "stack"
@@ -35,18 +36,8 @@ def next_host() -> str:
 
 
 def wait_until(probe: Callable[[], T], what: str, timeout: float, interval: float = 0.05) -> T:
-    """Poll `probe` until it returns something truthy; exceptions count as not yet."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - not up yet
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last})")
+    """labkit's wait, with the positional arguments these tests use."""
+    return wait_for(probe, what=what, timeout=timeout, interval=interval)
 
 
 def free_port(host: str, first: int) -> int:

@@ -66,14 +66,14 @@ def test_sigterm_removes_both_keys_at_once_and_exits_0(etcd: Etcd, spawn) -> Non
     keys = wait_registered(etcd, echo)
     ours = {keys["traefik"][0], keys["registry"][0]}
     echo.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        present = ours & etcd.snapshot().keys()
-        assert present in (ours, set()), f"half-registered: only {present}"
-        if not present:
-            break
-        time.sleep(0.005)
-    assert not ours & etcd.snapshot().keys()
+    seen: list[set[str]] = []
+
+    def deregistered() -> bool:
+        seen.append(ours & etcd.snapshot().keys())
+        return not seen[-1]
+
+    wait_until(deregistered, "both keys to go", 5, interval=0.005)
+    assert all(present in (ours, set()) for present in seen), f"half-registered: {seen}"
     assert echo.process.wait(timeout=5) == 0
     steps = [m for m in echo.messages() if m.startswith(("shutdown", "deregistered"))]
     assert steps == [

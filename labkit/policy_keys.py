@@ -1,0 +1,88 @@
+"""Where a service's policies live in etcd, and which policy owns each key.
+
+    traefik/http/middlewares/<service>-<policy>/<type>/...     rate-limit, in-flight, ...
+    traefik/http/serversTransports/<service>/...               timeout
+    traefik/http/services/<service>/loadBalancer/strategy      strategy
+    traefik/http/services/<service>/loadBalancer/sticky/...    sticky
+    traefik/http/routers/<service>/middlewares/<i>             the router's chain
+"""
+
+from __future__ import annotations
+
+import etcd3gw
+
+from .gateway import ROOT
+
+# Router order, outermost first: shed load cheaply before holding a slot, fail fast before
+# retrying, and retry innermost so each attempt goes to the service itself.
+MIDDLEWARES = {
+    "rate-limit": "rateLimit",
+    "in-flight": "inFlightReq",
+    "circuit-breaker": "circuitBreaker",
+    "retry": "retry",
+}
+LOAD_BALANCER_POLICIES = ("timeout", "strategy", "sticky")
+POLICY_NAMES = (*MIDDLEWARES, *LOAD_BALANCER_POLICIES)
+ROUTER = "router"  # owner of the router's middleware list, rewritten with every change
+
+
+def balancer(service: str) -> str:
+    return f"{ROOT}/http/services/{service}/loadBalancer"
+
+
+def transport(service: str) -> str:
+    return f"{ROOT}/http/serversTransports/{service}"
+
+
+def middleware(service: str, policy: str) -> str:
+    """The middleware's key prefix (with a trailing '/')."""
+    return f"{ROOT}/http/middlewares/{service}-{policy}/"
+
+
+def router_list(service: str) -> str:
+    return f"{ROOT}/http/routers/{service}/middlewares/"
+
+
+def prefixes(service: str) -> dict[str, str]:
+    """Key prefix -> the policy that owns the keys under it."""
+    owners = {middleware(service, p): p for p in MIDDLEWARES}
+    owners.update({
+        f"{transport(service)}/": "timeout",
+        f"{balancer(service)}/serversTransport": "timeout",
+        f"{balancer(service)}/strategy": "strategy",
+        f"{balancer(service)}/sticky/": "sticky",
+        router_list(service): ROUTER,
+    })  # fmt: skip
+    return owners
+
+
+def owner(service: str, key: str) -> str | None:
+    return next((p for pre, p in prefixes(service).items() if key.startswith(pre)), None)
+
+
+def read(etcd: etcd3gw.Etcd3Client, service: str) -> dict[str, str]:
+    """Every key the policies own for this service, including the router's middleware list."""
+    state: dict[str, str] = {}
+    for prefix in prefixes(service):
+        for value, meta in etcd.get_prefix(prefix):
+            state[meta["key"].decode()] = value.decode()
+    return state
+
+
+def replace(service: str, before: dict[str, str], policy: str,
+            keys: dict[str, str]) -> dict[str, str]:
+    """`before` with one policy's keys replaced by `keys` (none: removed), and the router's
+    middleware list re-numbered in MIDDLEWARES order."""
+    kept = {k: v for k, v in before.items() if owner(service, k) not in (policy, ROUTER)}
+    after = {**kept, **keys}
+    present = {owner(service, k) for k in after}
+    chain = [p for p in MIDDLEWARES if p in present]
+    after.update({f"{router_list(service)}{i}": f"{service}-{p}" for i, p in enumerate(chain)})
+    return after
+
+
+def chain(service: str, state: dict[str, str]) -> list[str]:
+    """The router's middlewares as `state` lists them, in order, as Traefik names them."""
+    listed = {int(k.rsplit("/", 1)[1]): v for k, v in state.items()
+              if k.startswith(router_list(service))}  # fmt: skip
+    return [listed[i] + "@etcd" for i in sorted(listed)]
