@@ -71,6 +71,10 @@ class Service:
     metrics_port: int | None = None  # gRPC services expose /metrics on a side port
     admin_offset: int = 10000  # the fault-injection API listens on port + offset, never routed
 
+    def instance_id(self, slot: int) -> str:
+        """How instance `slot` is named everywhere: "echo-2"."""
+        return f"{self.name}-{slot}"
+
     @property
     def host_rule(self) -> str:
         return f"{self.name}.localhost"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import paths
+from .. import keyspace, paths
 from ..durations import go
 from ..topology import INFRA, LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service
 
@@ -20,7 +20,7 @@ STATE_ENV = "LABKIT_STACK"  # inherited by every process of the stack, so `down`
 
 
 def program_name(service: Service, slot: int) -> str:
-    return f"{service.name}-{slot}"
+    return service.instance_id(slot)
 
 
 def infra_name(component: str) -> str:
@@ -89,10 +89,18 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
         "LAB_OTLP_ENDPOINT": INFRA.telemetry.url,
         "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
+        **registration_environment(service, slot),
     }
     if service.metrics_port is not None:
         env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)
     return env
+
+
+def registration_environment(service: Service, slot: int) -> dict[str, str]:
+    """The keys instance `slot` registers under (labkit.keyspace), as its settings read them;
+    the instance fills in {version} and {pid}."""
+    keys = keyspace.instance_keys(service, slot)
+    return {"LAB_SERVER_KEYS": " ".join(keys.servers), "LAB_REGISTRY_KEY": keys.registry}
 
 
 def _ini_section(header: str, items: dict[str, object]) -> str:
@@ -151,6 +159,7 @@ def supervisord_conf(state: Path) -> str:
         "LAB_HOST": INFRA.promsd.host,
         "LAB_PORT": str(INFRA.promsd.port),
         "LAB_ETCD": INFRA.etcd.url,
+        "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(),
     }
     for name, command in infra_commands(state).items():
         env = promsd_env if name == "promsd" else None
@@ -191,7 +200,7 @@ def traefik_static(state: Path) -> dict:
         "providers": {
             # 0s: apply registry changes at once instead of batching them for 2 s
             "providersThrottleDuration": "0s",
-            "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": "traefik"},
+            "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": keyspace.TRAEFIK_ROOT},
         },
         "log": {"level": "INFO", "format": "json"},
         # Traefik's own spans (entry point, then the call to the chosen server) and its access
