@@ -1,16 +1,17 @@
 """A canary with automated analysis: shift step by step, judge each step from Prometheus.
 
 At each step the new version gets a larger weight; after `interval` seconds of the caller's
-traffic the step is judged from the lab's per-version recording rules (rate10s windows):
+traffic the step is judged from the lab's per-version recording rules (topology.RULES, e.g.
+10 s windows evaluated every 2 s):
 
     version:lab_requests:rate10s, version:lab_errors:rate10s,
     version:lab_request_duration_seconds:p95_rate10s
 
-A rule sample at time t covers (t - 10 s, t], and is evaluated up to 2 s late: only samples
-stamped SETTLE_SECONDS or more after a shift describe the new split alone, so the earlier ones
-are discarded. The canary is judged against the baseline (the version it replaces) over the
-same window; too few canary requests to judge counts as a failure (no evidence, no
-promotion). A failed step shifts all traffic back to the baseline at once.
+A rule sample at time t covers (t - window, t], and is evaluated up to one evaluation interval
+late: only samples stamped SETTLE_SECONDS or more after a shift describe the new split alone,
+so the earlier ones are discarded. The canary is judged against the baseline (the version it
+replaces) over the same window; too few canary requests to judge counts as a failure (no
+evidence, no promotion). A failed step shifts all traffic back to the baseline at once.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ import pandas as pd
 from .errors import LabError
 from .metrics import Prometheus
 from .shifting import Weights
+from .topology import RULES
 
-WINDOW_SECONDS = 10  # the recording rules' rate window
-EVALUATION_SECONDS = 2  # the rules' evaluation interval (= the scrape interval)
-SETTLE_SECONDS = WINDOW_SECONDS + EVALUATION_SECONDS
+SETTLE_SECONDS = RULES.window_s + RULES.evaluation_s  # after a shift, before samples count
 DEFAULT_SLO = {
     "error_ratio": 0.01,  # the canary's error ratio may exceed the baseline's by this much
     "p95_ms": 250.0,  # the canary's p95 latency must stay below this
@@ -68,10 +68,10 @@ def check_plan(steps: object, interval: object, slo: object, min_requests: objec
         raise LabError(f"steps must rise strictly from 1 or more and end at 100 (the "
                        f"promotion), e.g. [5, 25, 50, 100]; got {list(steps)}")
     if (isinstance(interval, bool) or not isinstance(interval, int | float)
-            or not SETTLE_SECONDS + EVALUATION_SECONDS <= interval <= 600):
+            or not SETTLE_SECONDS + RULES.evaluation_s <= interval <= 600):
         raise LabError(
-            f"interval must be a number of seconds from {SETTLE_SECONDS + EVALUATION_SECONDS} "
-            f"to 600, got {interval!r}: after each shift a whole {WINDOW_SECONDS} s rate window "
+            f"interval must be a number of seconds from {SETTLE_SECONDS + RULES.evaluation_s} "
+            f"to 600, got {interval!r}: after each shift a whole {RULES.window_s} s rate window "
             f"plus a rule evaluation ({SETTLE_SECONDS} s) must pass before the metrics show "
             f"the new split, and then at least one more sample")
     slo = {} if slo is None else slo
@@ -98,12 +98,13 @@ def measure(prometheus: Prometheus, service: str, start: float, end: float) -> d
     """
     span = f"{int((end - start) * 1000)}ms"
 
-    def series(record: str) -> pd.DataFrame:
-        return prometheus.query(f'version:{record}{{service="{service}"}}[{span}]', end=end)
+    def series(metric: str, aggregation: str = "") -> pd.DataFrame:
+        record = RULES.record("version", metric, aggregation)
+        return prometheus.query(f'{record}{{service="{service}"}}[{span}]', end=end)
 
-    rates, errors = series("lab_requests:rate10s"), series("lab_errors:rate10s")
-    p95 = series("lab_request_duration_seconds:p95_rate10s")
-    observed = end - start + WINDOW_SECONDS
+    rates, errors = series("lab_requests"), series("lab_errors")
+    p95 = series("lab_request_duration_seconds", "p95_")
+    observed = end - start + RULES.window_s
     evidence = {}
     for version, rate in rates.groupby("version")["value"] if len(rates) else ():
         failed = errors.loc[errors["version"] == version, "value"] if len(errors) else []
@@ -161,7 +162,7 @@ def run(
         shift({baseline: 100 - weight, canary: weight} if weight < 100 else {canary: 100})
         shifted = clock()
         # one more evaluation period: the last sample of the interval is written after it
-        sleep(max(0.0, shifted + plan.interval + EVALUATION_SECONDS - clock()))
+        sleep(max(0.0, shifted + plan.interval + RULES.evaluation_s - clock()))
         evidence = observe(shifted + SETTLE_SECONDS, shifted + plan.interval)
         before, after = evidence.get(baseline), evidence.get(canary)
         passed, reason = judge(before, after, plan)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import Callable
 
 import httpx
 import pandas as pd
 
+from . import durations
 from .backends.base import Backend
 from .errors import LabError
 from .topology import SERVICES, Service, service
@@ -25,26 +25,14 @@ Progress = Callable[[str], None]
 
 BEHAVIOUR_FAULTS = ("latency", "jitter", "distribution", "error_rate", "unready")
 DISTRIBUTIONS = ("fixed", "uniform", "exponential")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s)?\s*$")
-
-
-def duration_ms(value: object, what: str) -> float:
-    """200, "200ms" or "0.2s" -> 200.0; anything negative or unparsable is refused."""
-    if isinstance(value, bool):
-        raise LabError(f"{what} must be a duration like 200, '200ms' or '0.2s', got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise LabError(f"{what} must not be negative, got {value!r}")
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise LabError(f"{what} must be a duration like 200, '200ms' or '0.2s', got {value!r}")
-    number, unit = float(match.group(1)), match.group(2) or "ms"
-    return number * 1000 if unit == "s" else number
 
 
 def behaviour_body(**faults: object) -> dict:
-    """The admin API's body for the given faults, validated before anything is sent."""
+    """The admin API's body for the given faults, validated before anything is sent.
+
+    latency and jitter are durations (labkit.durations): 0.2 or "200ms"; a bare number is
+    seconds. The admin API speaks milliseconds, so they are sent as ms.
+    """
     unknown = sorted(set(faults) - set(BEHAVIOUR_FAULTS))
     if unknown:
         raise LabError(f"unknown fault {', '.join(map(repr, unknown))}; valid faults: "
@@ -59,8 +47,8 @@ def behaviour_body(**faults: object) -> dict:
                 raise LabError(f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
                                f"got {distribution!r}")
             body["latency"] = {
-                "ms": duration_ms(faults["latency"], "latency"),
-                "jitter_ms": duration_ms(faults.get("jitter", 0), "jitter"),
+                "ms": durations.milliseconds(faults["latency"], "latency"),
+                "jitter_ms": durations.milliseconds(faults.get("jitter", 0), "jitter"),
                 "distribution": distribution,
             }
     elif "jitter" in faults or "distribution" in faults:
@@ -109,10 +97,9 @@ class Faults:
         self.backend.stop_instances(svc, [instance], self.progress)
         return pid
 
-    def slow_start(self, name: str, instance: int, seconds: float) -> None:
+    def slow_start(self, name: str, instance: int, seconds: float | str) -> None:
         svc, _pid = self._running(name, instance)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-            raise LabError(f"slow start must be a number of seconds >= 0, got {seconds!r}")
+        seconds = durations.seconds(seconds, "slow start")
         path = self.backend.faults_file(svc, instance)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"slow_start_s": seconds}))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import httpx
 
+from . import keyspace
 from .errors import LabError
 from .kv import etcd_client, put_atomically, transact
 from .topology import INFRA, SERVICES, Service
 from .topology import service as known_service
 from .waits import wait_for
 
-ROOT = "traefik"
+ROOT = keyspace.TRAEFIK_ROOT
 
 
 HEALTH_CHECK_INTERVAL = "1s"
@@ -28,7 +29,7 @@ VERSION_ROUTER_PRIORITY = 1000
 def health_check_keys(service: Service, balancer: str | None = None) -> dict[str, str]:
     """Traefik's active health check: liveness over HTTP, or the gRPC health protocol.
     `balancer`: one of the service's version load balancers instead of the whole fleet's."""
-    prefix = f"{ROOT}/http/services/{balancer or service.name}/loadBalancer/healthCheck"
+    prefix = f"{keyspace.balancer(balancer or service.name)}/loadBalancer/healthCheck"
     keys = {f"{prefix}/interval": HEALTH_CHECK_INTERVAL, f"{prefix}/timeout": HEALTH_CHECK_TIMEOUT}
     if service.protocol == "grpc":
         keys[f"{prefix}/mode"] = "grpc"
@@ -44,16 +45,16 @@ def route_keys(service: Service) -> dict[str, str]:
     keys: dict[str, str] = {}
     # services first: a router naming a missing service is a (transient) Traefik error
     for balancer in (service.name, *map(service.version_service, service.versions)):
-        keys[f"{ROOT}/http/services/{balancer}/loadBalancer/passHostHeader"] = "true"
+        keys[f"{keyspace.balancer(balancer)}/loadBalancer/passHostHeader"] = "true"
         keys.update(health_check_keys(service, balancer))
-    router = f"{ROOT}/http/routers/{service.name}"
+    router = keyspace.router(service.name)
     keys.update({
         f"{router}/rule": f"Host(`{service.host_rule}`)",
         f"{router}/service": service.name,
         f"{router}/entryPoints/0": "web",
     })
     for version in service.versions:
-        router = f"{ROOT}/http/routers/{service.version_service(version)}"
+        router = keyspace.router(service.version_service(version))
         keys.update({
             f"{router}/rule": f"Host(`{service.host_rule}`) && "
                               f"Header(`{VERSION_HEADER}`, `{version}`)",
@@ -67,7 +68,7 @@ def route_keys(service: Service) -> dict[str, str]:
 
 def server_key(service: Service, slot: int) -> str:
     """Where an instance publishes its URL (under its lease) for Traefik to find."""
-    return f"{ROOT}/http/services/{service.name}/loadBalancer/servers/{slot}/url"
+    return keyspace.server_key(service.name, slot)
 
 
 def api_get(api: httpx.Client, path: str) -> dict | None:

@@ -73,8 +73,8 @@ class Lab:
         self._deployments.close()
         self.gateway.close()
         self.policies.close()
-        for client in (self.prometheus.http, self.telemetry.http):
-            client.close()
+        self.prometheus.close()
+        self.telemetry.close()
         self._etcd.session.close()
         self.backend.close()
 
@@ -201,7 +201,7 @@ class Lab:
         self._require_up()
         return self._faults.inject(name, instance, **faults)
 
-    def slow_start(self, name: str, instance: int, seconds: float) -> None:
+    def slow_start(self, name: str, instance: int, seconds: float | str) -> None:
         """Restart an instance that then stays unready for `seconds` (a slow warm-up)."""
         self._require_up()
         self._faults.slow_start(name, instance, seconds)

@@ -7,41 +7,37 @@ own message, never a traceback from the HTTP layer.
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime
 
 import httpx
 import pandas as pd
 
+from . import durations
 from .errors import LabError
 from .topology import INFRA
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
+_WHEN = "unix seconds, a datetime, or a duration ago such as '30s', '5m' or '1h30m'"
 
 
-def seconds(value: float | str) -> float:
-    """A duration as seconds: a number, or "500ms" / "30s" / "5m" / "1h"."""
-    if isinstance(value, bool):
-        raise LabError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    match = _RELATIVE.match(str(value))
-    if not match:
-        raise LabError(f"not a duration: {value!r} (e.g. 15, '500ms', '30s', '5m', '1h')")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+def timestamp(value: float | str | datetime | pd.Timestamp | None, now: float,
+              what: str = "time") -> float:
+    """Unix seconds from a unix time, a datetime, or a duration ago ("5m": five minutes ago).
 
-
-def timestamp(value: float | str | datetime | pd.Timestamp | None, now: float) -> float:
-    """Unix seconds from a unix time, a datetime, or "5m" meaning five minutes ago."""
+    A bare number here is a point in time (unix seconds), not a duration.
+    """
     if value is None:
         return now
     if isinstance(value, datetime):  # pd.Timestamp is a datetime too
         return pd.Timestamp(value).timestamp()
     if isinstance(value, str):
-        return now - seconds(value)
+        try:
+            return now - durations.seconds(value, what)
+        except LabError:
+            raise LabError(f"{what} must be {_WHEN}; got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise LabError(f"{what} must be {_WHEN}; got {value!r}")
     return float(value)
 
 
@@ -50,10 +46,18 @@ class Prometheus:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=timeout)
 
+    def close(self) -> None:
+        """Close the connection to the server."""
+        self.http.close()
+
     def query(self, promql: str, start: float | str | datetime | None = None,
               end: float | str | datetime | None = None,
               step: float | str | None = None) -> pd.DataFrame:
-        """An instant query (no `start`) or a range query from `start` to `end` (now)."""
+        """An instant query (no `start`) or a range query from `start` to `end` (now).
+
+        start/end: unix seconds, a datetime, or a duration ago ("5m"); step: a duration
+        (labkit.durations: 2 or "2s"; a bare number is seconds).
+        """
         if not isinstance(promql, str) or not promql.strip():
             raise LabError("a PromQL expression is required, e.g. 'up' or "
                            "'sum by (code) (rate(traefik_service_requests_total[30s]))'")
@@ -61,14 +65,13 @@ class Prometheus:
         if start is None:
             if step is not None:
                 raise LabError("step= needs start= (a range query)")
-            data = self._get("/api/v1/query", {"query": promql, "time": timestamp(end, now)})
+            data = self._get("/api/v1/query", {"query": promql, "time": timestamp(end, now, "end")})
         else:
-            start_s, end_s = timestamp(start, now), timestamp(end, now)
+            start_s, end_s = timestamp(start, now, "start"), timestamp(end, now, "end")
             if start_s >= end_s:
                 raise LabError(f"start must be before end (start={start!r}, end={end!r})")
-            step_s = seconds(step) if step is not None else max(1.0, (end_s - start_s) / 250)
-            if step_s <= 0:
-                raise LabError(f"step must be positive, got {step!r}")
+            step_s = (durations.seconds(step, "step", positive=True) if step is not None
+                      else max(1.0, (end_s - start_s) / 250))
             if (end_s - start_s) / step_s > MAX_POINTS:
                 raise LabError(f"{(end_s - start_s) / step_s:.0f} points per series is too "
                                f"many (at most {MAX_POINTS}); use a larger step")

@@ -1,7 +1,7 @@
 """The service registry as learners see it: etcd records kept alive by leases.
 
 Each instance registers itself (see stack/labstack/runtime.py) under
-`registry/<service>/<instance>/<pid>` with a lease it refreshes while healthy.
+`registry/<service>/<instance>/<pid>` (labkit.keyspace) with a lease it refreshes while healthy.
 A crashed process stops refreshing, so its record vanishes when the lease
 expires; a graceful stop revokes the lease and the record vanishes at once.
 """
@@ -15,9 +15,10 @@ import time
 import etcd3gw
 import pandas as pd
 
+from .keyspace import registry_prefix
 from .kv import etcd_client
 
-PREFIX = "registry/"
+PREFIX = registry_prefix()
 COLUMNS = ["service", "instance", "slot", "version", "address", "pid", "age_s", "lease_ttl_s"]
 
 
@@ -27,7 +28,7 @@ class Registry:
 
     def records(self, service: str | None = None) -> list[dict]:
         """Raw registry records (dicts as the instances wrote them), plus their lease id."""
-        prefix = PREFIX + (f"{service}/" if service else "")
+        prefix = registry_prefix(service)
         records = []
         for value, meta in self.etcd.get_prefix(prefix):
             record = json.loads(value)
@@ -82,7 +83,7 @@ class RegistryWatch:
     def __init__(self, service: str | None = None):
         self.started = time.time()
         self._rows: list[dict] = []
-        prefix = PREFIX + (f"{service}/" if service else "")
+        prefix = registry_prefix(service)
         # a client of its own: the watch holds its HTTP stream open
         self._events, self._cancel = etcd_client(timeout=None).watch_prefix(prefix)
         self._thread = threading.Thread(target=self._record, daemon=True, name="registry-watch")

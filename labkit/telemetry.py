@@ -16,8 +16,9 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from . import durations
 from .errors import LabError
-from .metrics import seconds, timestamp
+from .metrics import timestamp
 from .topology import INFRA
 
 STATUSES = ("ok", "error")
@@ -41,6 +42,10 @@ class Telemetry:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=timeout)
 
+    def close(self) -> None:
+        """Close the connection to the server."""
+        self.http.close()
+
     def traces(
         self,
         service: str | None = None,
@@ -53,13 +58,15 @@ class Telemetry:
         """Trace summaries, newest first.
 
         since/until: unix seconds, a datetime (naive means UTC), or "30s"/"5m"/"1h" ago.
-        min_duration: milliseconds, or "200ms"/"1.5s". status: "ok" or "error".
+        min_duration: a duration (labkit.durations): 0.2 or "200ms"; a bare number is
+        seconds. status: "ok" or "error".
         """
         params = {
             "service": service,
-            "since": _when(since),
-            "until": _when(until),
-            "min_duration_ms": None if min_duration is None else _milliseconds(min_duration),
+            "since": _when(since, "since"),
+            "until": _when(until, "until"),
+            "min_duration_ms": (None if min_duration is None
+                                else durations.milliseconds(min_duration, "min_duration")),
             "status": _choice("status", status, STATUSES),
             "limit": _limit(limit),
         }
@@ -107,8 +114,8 @@ class Telemetry:
             "service": service,
             "instance": instance,
             "level": _choice("level", level, LEVELS),
-            "since": _when(since),
-            "until": _when(until),
+            "since": _when(since, "since"),
+            "until": _when(until, "until"),
             "contains": contains,
             "limit": _limit(limit, 100_000),
         }
@@ -152,17 +159,8 @@ def _message(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-def _when(value: When) -> float | None:
-    return None if value is None else timestamp(value, time.time())
-
-
-def _milliseconds(value: float | str) -> float:
-    """A number is milliseconds already; a string carries its unit ("200ms", "1.5s")."""
-    try:
-        return seconds(value) * 1000 if isinstance(value, str) else seconds(value)
-    except LabError:
-        raise LabError(f"min_duration must be milliseconds or a duration like '200ms' or "
-                       f"'1.5s', not {value!r}") from None
+def _when(value: When, what: str) -> float | None:
+    return None if value is None else timestamp(value, time.time(), what)
 
 
 def _choice(name: str, value: str | None, valid: tuple[str, ...]) -> str | None:

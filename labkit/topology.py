@@ -71,6 +71,10 @@ class Service:
     metrics_port: int | None = None  # gRPC services expose /metrics on a side port
     admin_offset: int = 10000  # the fault-injection API listens on port + offset, never routed
 
+    def instance_id(self, slot: int) -> str:
+        """How instance `slot` is named everywhere: "echo-2"."""
+        return f"{self.name}-{slot}"
+
     @property
     def host_rule(self) -> str:
         return f"{self.name}.localhost"
@@ -136,6 +140,29 @@ class Infra:
     telemetry: Endpoint = Endpoint("127.0.0.1", 4318)
 
 
+@dataclass(frozen=True)
+class RecordingRules:
+    """Prometheus's recording rules (generated into `.lab/rules.yml`): rates over a
+    `window_s` window, evaluated every `evaluation_s` (also the scrape interval).
+
+    The window is part of every recorded name ("version:lab_requests:rate10s"), and the
+    notebooks query those names: keep 10 s unless they change too.
+    """
+
+    window_s: int = 10
+    evaluation_s: int = 2
+
+    @property
+    def rate(self) -> str:
+        """The suffix of every recorded rate: "rate10s"."""
+        return f"rate{self.window_s}s"
+
+    def record(self, level: str, metric: str, aggregation: str = "") -> str:
+        """A recorded series' name: record("version", "lab_errors", "ratio_") ->
+        "version:lab_errors:ratio_rate10s" (level:metric:operations, Prometheus's convention)."""
+        return f"{level}:{metric}:{aggregation}{self.rate}"
+
+
 SERVICES: dict[str, Service] = {
     s.name: s
     for s in (
@@ -148,6 +175,7 @@ SERVICES: dict[str, Service] = {
     )
 }
 INFRA = Infra()
+RULES = RecordingRules()
 INFRA_COMPONENTS = ("etcd", "promsd", "prometheus", "telemetry", "traefik")
 
 

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import yaml
 
-from .. import paths
-from ..topology import INFRA, LEASE_TTL_SECONDS, MAX_REPLICAS, SERVICES, Service
+from .. import keyspace, paths
+from ..durations import go
+from ..topology import INFRA, LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service
 
 STATE_ENV = "LABKIT_STACK"  # inherited by every process of the stack, so `down` can find strays
 
 
 def program_name(service: Service, slot: int) -> str:
-    return f"{service.name}-{slot}"
+    return service.instance_id(slot)
 
 
 def infra_name(component: str) -> str:
@@ -88,10 +89,18 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
         "LAB_OTLP_ENDPOINT": INFRA.telemetry.url,
         "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
+        **registration_environment(service, slot),
     }
     if service.metrics_port is not None:
         env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)
     return env
+
+
+def registration_environment(service: Service, slot: int) -> dict[str, str]:
+    """The keys instance `slot` registers under (labkit.keyspace), as its settings read them;
+    the instance fills in {version} and {pid}."""
+    keys = keyspace.instance_keys(service, slot)
+    return {"LAB_SERVER_KEYS": " ".join(keys.servers), "LAB_REGISTRY_KEY": keys.registry}
 
 
 def _ini_section(header: str, items: dict[str, object]) -> str:
@@ -150,6 +159,7 @@ def supervisord_conf(state: Path) -> str:
         "LAB_HOST": INFRA.promsd.host,
         "LAB_PORT": str(INFRA.promsd.port),
         "LAB_ETCD": INFRA.etcd.url,
+        "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(),
     }
     for name, command in infra_commands(state).items():
         env = promsd_env if name == "promsd" else None
@@ -190,7 +200,7 @@ def traefik_static(state: Path) -> dict:
         "providers": {
             # 0s: apply registry changes at once instead of batching them for 2 s
             "providersThrottleDuration": "0s",
-            "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": "traefik"},
+            "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": keyspace.TRAEFIK_ROOT},
         },
         "log": {"level": "INFO", "format": "json"},
         # Traefik's own spans (entry point, then the call to the chosen server) and its access
@@ -214,8 +224,7 @@ def traefik_static(state: Path) -> dict:
 
 
 # RED views (rate, errors, duration) over HTTP and gRPC alike, per instance, version and
-# service. 10 s windows: five 2 s scrapes, short enough to follow a notebook's experiment.
-_WINDOW = "10s"
+# service, over RULES.window_s windows: short enough to follow a notebook's experiment.
 _BY = "service, version, lab_instance"
 # the lab's own traffic, not health checks or scrapes (nor etcd's own gRPC metrics)
 _HTTP_ONLY = 'job="services", path!~"/health|/metrics"'
@@ -226,38 +235,39 @@ def recording_rules() -> dict:
     def rule(record: str, expr: str) -> dict:
         return {"record": record, "expr": expr}
 
-    rate = "rate10s"
+    window = go(RULES.window_s)
+    requests = RULES.record("instance", "lab_requests")
+    errors = RULES.record("instance", "lab_errors")
+    buckets = RULES.record("instance", "lab_request_duration_seconds_bucket")
     rules = [
-        rule(f"instance:lab_requests:{rate}",
-             f"sum by ({_BY}) (rate(http_requests_total{{{_HTTP_ONLY}}}[{_WINDOW}]))"
-             f" or sum by ({_BY}) (rate(grpc_server_handled_total{{{_GRPC_ONLY}}}[{_WINDOW}]))"),
+        rule(requests,
+             f"sum by ({_BY}) (rate(http_requests_total{{{_HTTP_ONLY}}}[{window}]))"
+             f" or sum by ({_BY}) (rate(grpc_server_handled_total{{{_GRPC_ONLY}}}[{window}]))"),
         # "or ... * 0": an instance with no error series yet has an error rate of 0, not none
-        rule(f"instance:lab_errors:{rate}",
-             f'sum by ({_BY}) (rate(http_requests_total{{{_HTTP_ONLY}, code=~"5.."}}[{_WINDOW}]))'
+        rule(errors,
+             f'sum by ({_BY}) (rate(http_requests_total{{{_HTTP_ONLY}, code=~"5.."}}[{window}]))'
              f" or sum by ({_BY}) "
-             f'(rate(grpc_server_handled_total{{{_GRPC_ONLY}, grpc_code!="OK"}}[{_WINDOW}]))'
-             f" or instance:lab_requests:{rate} * 0"),
-        rule(f"instance:lab_request_duration_seconds_bucket:{rate}",
+             f'(rate(grpc_server_handled_total{{{_GRPC_ONLY}, grpc_code!="OK"}}[{window}]))'
+             f" or {requests} * 0"),
+        rule(buckets,
              f"sum by ({_BY}, le) "
-             f"(rate(http_request_duration_seconds_bucket{{{_HTTP_ONLY}}}[{_WINDOW}]))"
+             f"(rate(http_request_duration_seconds_bucket{{{_HTTP_ONLY}}}[{window}]))"
              f" or sum by ({_BY}, le) "
-             f"(rate(grpc_server_handling_seconds_bucket{{{_GRPC_ONLY}}}[{_WINDOW}]))"),
+             f"(rate(grpc_server_handling_seconds_bucket{{{_GRPC_ONLY}}}[{window}]))"),
     ]
     for level, by in (("instance", _BY), ("version", "service, version"), ("service", "service")):
         if level != "instance":
             rules += [
-                rule(f"{level}:lab_requests:{rate}",
-                     f"sum by ({by}) (instance:lab_requests:{rate})"),
-                rule(f"{level}:lab_errors:{rate}",
-                     f"sum by ({by}) (instance:lab_errors:{rate})"),
+                rule(RULES.record(level, "lab_requests"), f"sum by ({by}) ({requests})"),
+                rule(RULES.record(level, "lab_errors"), f"sum by ({by}) ({errors})"),
             ]
-        rules.append(rule(f"{level}:lab_errors:ratio_{rate}",
-                          f"{level}:lab_errors:{rate} / {level}:lab_requests:{rate}"))
+        rules.append(rule(RULES.record(level, "lab_errors", "ratio_"),
+                          f"{RULES.record(level, 'lab_errors')} / "
+                          f"{RULES.record(level, 'lab_requests')}"))
         for quantile in (50, 95, 99):
             rules.append(rule(
-                f"{level}:lab_request_duration_seconds:p{quantile}_{rate}",
-                f"histogram_quantile(0.{quantile}, sum by ({by}, le) "
-                f"(instance:lab_request_duration_seconds_bucket:{rate}))"))
+                RULES.record(level, "lab_request_duration_seconds", f"p{quantile}_"),
+                f"histogram_quantile(0.{quantile}, sum by ({by}, le) ({buckets}))"))
     return {"groups": [{"name": "lab-red", "rules": rules}]}
 
 
@@ -266,7 +276,8 @@ def prometheus_config(state: Path) -> dict:
         return {"job_name": job, "static_configs": [{"targets": [address]}]}
 
     return {
-        "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
+        "global": {"scrape_interval": go(RULES.evaluation_s),
+                   "evaluation_interval": go(RULES.evaluation_s)},
         "rule_files": [str(state / "rules.yml")],
         "scrape_configs": [
             static("prometheus", INFRA.prometheus.address),

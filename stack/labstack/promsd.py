@@ -2,7 +2,8 @@
 
 GET /targets returns the registered instances in http_sd format, read from
 etcd at request time, so Prometheus scrapes exactly what is registered now.
-promsd does not register itself; it needs only LAB_HOST, LAB_PORT and LAB_ETCD.
+promsd does not register itself; it needs only LAB_HOST, LAB_PORT, LAB_ETCD and
+LAB_REGISTRY_PREFIX (where the records live, from labkit's key layout).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from .runtime import bootstrap
 
 log = logging.getLogger("labstack.promsd")
 
-REGISTRY_PREFIX = "registry/"
 FIELDS = ("service", "instance", "version", "metrics_url", "started_at")  # what targets() reads
 ETCD_TIMEOUT = 2.0  # below Prometheus' default http_sd refresh timeout
 
@@ -54,13 +54,14 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Registry:
     """Reads registry records from etcd; one client shared by the handler threads."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, prefix: str) -> None:
         self._client = etcd3gw.client(host=host, port=port, timeout=ETCD_TIMEOUT)
+        self._prefix = prefix
         self._lock = threading.Lock()  # a requests.Session is not safe across threads
 
     def records(self) -> list[dict[str, Any]]:
         with self._lock:
-            entries = self._client.get_prefix(REGISTRY_PREFIX)
+            entries = self._client.get_prefix(self._prefix)
         records = []
         for value, meta in entries:
             try:
@@ -96,11 +97,14 @@ def make_handler(registry: Registry) -> type[JsonHandler]:
 
 
 def main() -> None:
-    settings = bootstrap(defaults={"LAB_SERVICE": "promsd", "LAB_SLOT": "1", "LAB_VERSION": "v1"})
-    server = ThreadingHTTPServer(
-        (settings.host, settings.port),
-        make_handler(Registry(settings.etcd_host, settings.etcd_port)),
+    settings = bootstrap(
+        needs=("LAB_REGISTRY_PREFIX",),
+        defaults={"LAB_SERVICE": "promsd", "LAB_SLOT": "1", "LAB_VERSION": "v1"},
+        registers=False,
     )
+    assert settings.registry_prefix is not None  # LAB_REGISTRY_PREFIX is needed
+    registry = Registry(settings.etcd_host, settings.etcd_port, settings.registry_prefix)
+    server = ThreadingHTTPServer((settings.host, settings.port), make_handler(registry))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -1,13 +1,14 @@
 """Self-registration in etcd under a lease that lives only while the instance is ready.
 
-Three keys share one lease and are written in one transaction, so the gateway
-and the registry never see half an instance:
+Its keys share one lease and are written in one transaction, so the gateway
+and the registry never see half an instance. Where they are is labkit's key layout
+(labkit/keyspace.py), passed in the settings (LAB_SERVER_KEYS, LAB_REGISTRY_KEY):
 
-    registry/{service}/{instance}/{pid}                       -> JSON record
     traefik/http/services/{service}/loadBalancer/servers/{slot}/url -> url
     traefik/http/services/{service}-{version}/loadBalancer/servers/{slot}/url -> url
+    registry/{service}/{instance}/{pid}                       -> JSON record
 
-The second puts the instance behind the whole fleet's load balancer, the third behind
+The first puts the instance behind the whole fleet's load balancer, the second behind
 its version's (which traffic splits weigh against each other).
 
 Revoking the lease (graceful shutdown) removes them all at once; a crashed or
@@ -38,12 +39,12 @@ BACKOFF_FIRST = 0.1  # doubles after each failure, up to the refresh interval
 TRANSIENT = (ConnectionFailedError, ConnectionTimeoutError)
 
 
-def registry_key(service: str, instance_id: str, pid: int) -> str:
-    return f"registry/{service}/{instance_id}/{pid}"
-
-
-def traefik_server_key(service: str, slot: int) -> str:
-    return f"traefik/http/services/{service}/loadBalancer/servers/{slot}/url"
+def registration_keys(settings: Settings, pid: int) -> tuple[str, ...]:
+    """The server keys, then the registry key, with {version} and {pid} filled in."""
+    if not settings.server_keys or settings.registry_key is None:
+        raise ValueError("registering needs LAB_SERVER_KEYS and LAB_REGISTRY_KEY")
+    return tuple(key.format(version=settings.version, pid=pid)
+                 for key in (*settings.server_keys, settings.registry_key))
 
 
 def registry_record(settings: Settings, url: str, metrics_url: str, started_at: float) -> dict:
@@ -84,13 +85,9 @@ class Registration:
     ) -> None:
         self.settings = settings
         self.ready = ready
-        self.keys = (
-            traefik_server_key(settings.service, settings.slot),
-            traefik_server_key(f"{settings.service}-{settings.version}", settings.slot),
-            registry_key(settings.service, settings.instance_id, os.getpid()),
-        )
+        self.keys = registration_keys(settings, os.getpid())
         record = registry_record(settings, url, metrics_url, time.time())
-        self.values = (url, url, json.dumps(record))
+        self.values = (*(url for _ in settings.server_keys), json.dumps(record))
         self._client = etcd3gw.client(
             host=settings.etcd_host, port=settings.etcd_port, timeout=ETCD_TIMEOUT
         )

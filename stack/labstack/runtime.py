@@ -21,7 +21,7 @@ from .logs import configure_logging, describe_error
 from .metrics import publish_identity
 from .otel import configure_telemetry
 from .registration import Registration
-from .settings import Settings, SettingsError
+from .settings import REGISTRATION_VARIABLES, Settings, SettingsError
 
 GRACE_SECONDS = 5.0  # longest an in-flight request may hold up the exit
 STARTUP_TIMEOUT = 10.0  # longest a server may take to start listening
@@ -29,8 +29,11 @@ STARTUP_TIMEOUT = 10.0  # longest a server may take to start listening
 log = logging.getLogger("labstack")
 
 
-def bootstrap(*, needs: Iterable[str] = (), defaults: Mapping[str, str] | None = None) -> Settings:
-    """Settings from the environment, JSON logging and the identity metric; exit 2 if invalid."""
+def bootstrap(*, needs: Iterable[str] = (), defaults: Mapping[str, str] | None = None,
+              registers: bool = True) -> Settings:
+    """Settings from the environment, JSON logging and the identity metric; exit 2 if invalid.
+    An instance that `registers` needs the keys to register under (LAB_SERVER_KEYS, ...)."""
+    needs = (*(REGISTRATION_VARIABLES if registers else ()), *needs)
     try:
         settings = Settings.from_env(needs=needs, defaults=defaults)
     except SettingsError as exc:

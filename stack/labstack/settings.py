@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -12,6 +13,10 @@ MAX_SLOT = 10
 # What a release file (LAB_RELEASE_FILE, written by labkit before it starts a slot) may change:
 # the version this slot runs, instead of the service's declared one.
 RELEASE_VARIABLES = ("LAB_VERSION", "LAB_TEXT", "LAB_NEVER_READY")
+# The etcd keys an instance registers under, as labkit's key layout (labkit/keyspace.py) gives
+# them: LAB_SERVER_KEYS (space-separated) and LAB_REGISTRY_KEY, with these fields to fill in.
+REGISTRATION_VARIABLES = ("LAB_SERVER_KEYS", "LAB_REGISTRY_KEY")
+KEY_FIELDS = ("version", "pid")
 
 
 class SettingsError(Exception):
@@ -37,6 +42,9 @@ class Settings:
     otlp_endpoint: str | None = None  # the telemetry store (OTLP/HTTP); None: export nothing
     trace_sample: float = 1.0  # share of new traces kept (traced callers' choices are kept)
     never_ready: bool = False  # a bad build: alive, but never passes readiness
+    server_keys: tuple[str, ...] = ()  # where to publish this instance's URL ({version}, {pid})
+    registry_key: str | None = None  # where to write its registry record ({version}, {pid})
+    registry_prefix: str | None = None  # under which every registry record lives (promsd)
 
     @property
     def instance_id(self) -> str:
@@ -84,6 +92,9 @@ class Settings:
             otlp_endpoint=reader.optional_url("LAB_OTLP_ENDPOINT"),
             trace_sample=reader.ratio("LAB_TRACE_SAMPLE", default=1.0),
             never_ready=source.get("LAB_NEVER_READY", "") == "1",
+            server_keys=tuple(reader.key_template("LAB_SERVER_KEYS").split()),
+            registry_key=reader.key_template("LAB_REGISTRY_KEY") or None,
+            registry_prefix=source.get("LAB_REGISTRY_PREFIX", "").strip() or None,
         )
         if settings.admin_port and settings.admin_port in (settings.port, settings.metrics_port):
             # The admin API must never be reachable where the gateway or Prometheus send traffic.
@@ -162,6 +173,18 @@ class _Reader:
             self.problems.append(f"{name} must be {what} in 0..{high:g}, got {raw!r}")
             return default
         return value
+
+    def key_template(self, name: str) -> str:
+        """Etcd keys that may name {version} and {pid}; "" when unset."""
+        raw = self.source.get(name, "").strip()
+        try:
+            fields = {part[1] for part in string.Formatter().parse(raw) if part[1] is not None}
+        except ValueError:  # unbalanced braces
+            fields = {""}
+        if fields - set(KEY_FIELDS):
+            self.problems.append(f"{name} may only use {{version}} and {{pid}}, got {raw!r}")
+            return ""
+        return raw
 
     def optional_port(self, name: str) -> int | None:
         if not self.source.get(name, "").strip():

@@ -30,6 +30,7 @@ from services.support import (
     Etcd,
     Service,
     free_port,
+    lab_service,
     private_etcd,
     start_etcd,
     stop_process,
@@ -37,6 +38,7 @@ from services.support import (
     wait_until,
 )
 
+from labkit.backends.local_config import registration_environment
 from labkit.demos.routeguide import KINDS, call_log, health, reflected_services
 from labkit.errors import LabError, LabTimeout
 from labkit.grpc_client import DiscoveredChannel, gateway_channel, registry_channel
@@ -75,6 +77,7 @@ class Fleet:
             "LAB_ADMIN_PORT": str(ADMIN_PORT),
             "LAB_ETCD": self.etcd.url,
             "LAB_LEASE_TTL": str(LEASE_TTL),
+            **registration_environment(lab_service(self.service), slot),
         }
         log_path = self.log_dir / f"{self.service}-{slot}-{len(self.started)}.log"
         with log_path.open("w") as log:

@@ -14,7 +14,19 @@ from typing import Any
 
 import pytest
 
-from .support import ROOT, STACK, Etcd, Service, next_host, private_etcd, stop_process
+from labkit import keyspace
+from labkit.backends.local_config import registration_environment
+
+from .support import (
+    ROOT,
+    STACK,
+    Etcd,
+    Service,
+    lab_service,
+    next_host,
+    private_etcd,
+    stop_process,
+)
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +74,9 @@ def spawn(
         }
         # The admin API on port + 10000, as labkit's topology does, unless the test chose one.
         env.setdefault("LAB_ADMIN_PORT", str(int(env["LAB_PORT"]) + 10000))
+        # The etcd keys, as labkit's generated configuration passes them
+        env = {**registration_environment(lab_service(name), int(env["LAB_SLOT"])),
+               "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(), **env}
         log_path = tmp_path / f"{name}-{len(started)}.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(

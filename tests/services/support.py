@@ -14,13 +14,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import etcd3gw
 import httpx
 
+from labkit import keyspace, topology
 from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,11 +153,25 @@ class Service:
         self.process.send_signal(sig)
 
 
+def lab_service(name: str) -> topology.Service:
+    """labkit's description of service `name`; a test's own name (e.g. a private routeguide
+    fleet) is described like routeguide: only the name matters to the key layout."""
+    return topology.SERVICES.get(name) or replace(topology.SERVICES["routeguide"], name=name)
+
+
+def instance_keys(service: Service) -> keyspace.InstanceKeys:
+    """The keys `service` should register under, by labkit's key layout."""
+    slot = int(service.env["LAB_SLOT"])
+    return keyspace.instance_keys(lab_service(service.env["LAB_SERVICE"]), slot,
+                                  service.env["LAB_VERSION"], service.process.pid)
+
+
 def wait_registered(etcd: Etcd, service: Service, timeout: float = 5.0) -> dict[str, Any]:
-    """The two keys of `service`, once both exist: {"registry": (key, value, lease), ...}."""
+    """Two keys of `service`, once both exist: its server key behind the whole fleet and its
+    registry record, as {"traefik": (key, value, lease), "registry": (key, value, lease)}."""
     name, slot = service.env["LAB_SERVICE"], service.env["LAB_SLOT"]
-    traefik_key = f"traefik/http/services/{name}/loadBalancer/servers/{slot}/url"
-    registry_key = f"registry/{name}/{name}-{slot}/{service.process.pid}"
+    keys = instance_keys(service)
+    traefik_key, registry_key = keys.servers[0], keys.registry
 
     def both() -> dict[str, Any] | None:
         assert service.process.poll() is None, f"{name} exited with {service.process.returncode}"

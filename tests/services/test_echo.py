@@ -9,6 +9,8 @@ import time
 import httpx
 import pytest
 
+from labkit.keyspace import registry_prefix
+
 from .support import Etcd, free_port, start_etcd, wait_registered, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -115,5 +117,5 @@ def test_taken_address_exits_nonzero_without_registering(etcd: Etcd, spawn) -> N
     wait_registered(etcd, first)
     second = spawn("echo", LAB_SLOT="9", LAB_HOST=first.host, LAB_ADMIN_PORT="28081")
     assert second.process.wait(timeout=10) != 0
-    assert not any(key.startswith("registry/echo/echo-9/") for key in etcd.snapshot())
+    assert not any(key.startswith(registry_prefix("echo") + "echo-9/") for key in etcd.snapshot())
     assert any("address already in use" in message for message in second.messages())

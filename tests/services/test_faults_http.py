@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import Etcd, Service, wait_registered, wait_until
+from .support import Etcd, Service, instance_keys, wait_registered, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,8 +31,7 @@ def keys_of(etcd: Etcd, service: Service) -> set[str]:
 
 
 def registered(etcd: Etcd, service: Service) -> bool:
-    name, slot = service.env["LAB_SERVICE"], service.env["LAB_SLOT"]
-    return f"registry/{name}/{name}-{slot}/{service.process.pid}" in etcd.snapshot()
+    return instance_keys(service).registry in etcd.snapshot()
 
 
 def timed_get(url: str) -> tuple[float, httpx.Response]:

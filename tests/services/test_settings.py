@@ -54,3 +54,15 @@ def test_admin_port_and_faults_file() -> None:
     for clash in ({"LAB_ADMIN_PORT": "8080"}, metrics):
         with pytest.raises(SettingsError, match="LAB_ADMIN_PORT must differ from LAB_PORT"):
             Settings.from_env({**BASE, **clash})
+
+
+def test_registration_keys_may_only_name_version_and_pid() -> None:
+    keys = {"LAB_SERVER_KEYS": "a/{version}/1 b/1", "LAB_REGISTRY_KEY": "r/echo-2/{pid}"}
+    settings = Settings.from_env({**BASE, **keys})
+    assert settings.server_keys == ("a/{version}/1", "b/1")
+    assert settings.registry_key == "r/echo-2/{pid}"
+    for bad in ("a/{slot}/1", "a/{version/1", "a/{}/1"):
+        with pytest.raises(SettingsError, match="LAB_SERVER_KEYS may only use {version} and {pid}"):
+            Settings.from_env({**BASE, **keys, "LAB_SERVER_KEYS": bad})
+    with pytest.raises(SettingsError, match="LAB_SERVER_KEYS is not set"):
+        Settings.from_env(BASE, needs=("LAB_SERVER_KEYS",))

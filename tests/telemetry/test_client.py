@@ -22,8 +22,8 @@ def test_store_down_says_how_to_start_it():
         (lambda t: t.logs(level="loud"), "level must be one of debug, info, warning, error"),
         (lambda t: t.traces(limit=0), "limit must be a whole number from 1 to 1000"),
         (lambda t: t.logs(limit=10**6), "limit must be a whole number from 1 to 100000"),
-        (lambda t: t.traces(min_duration="fast"), "min_duration must be milliseconds"),
-        (lambda t: t.traces(since="yesterday"), "not a duration"),
+        (lambda t: t.traces(min_duration="fast"), "min_duration must be a number of seconds or"),
+        (lambda t: t.traces(since="yesterday"), "since must be unix seconds, a datetime"),
     ],
 )
 def test_bad_arguments_name_the_valid_values(call, message):

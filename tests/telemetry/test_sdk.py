@@ -74,7 +74,7 @@ def test_trace_summaries_and_their_filters(store, checkout):
     assert slow["services"] == [service] and slow["error"]
 
     assert tel.traces(service=service, min_duration="200ms")["trace_id"].tolist() == [trace_id]
-    assert tel.traces(service=service, min_duration=319)["trace_id"].tolist() == [trace_id]
+    assert tel.traces(service=service, min_duration=0.319)["trace_id"].tolist() == [trace_id]
     assert tel.traces(service=service, min_duration="1.5s").empty
     assert tel.traces(service=service, status="error")["trace_id"].tolist() == [trace_id]
     assert tel.traces(service=service, status="ok")["root_name"].tolist() == ["GET /health"]

@@ -4,6 +4,7 @@ import pytest
 
 from labkit import durations
 from labkit.errors import LabError
+from labkit.faults import behaviour_body
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -47,3 +48,15 @@ def test_go_renders_the_shortest_string(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("seconds", [0.25, 2, 90, 0.001, 1.5, 0.0005, 3600, 0.1234567])
 def test_go_round_trips(seconds: float) -> None:
     assert math.isclose(durations.seconds(durations.go(seconds)), seconds, abs_tol=1e-6)
+
+
+def test_milliseconds() -> None:
+    assert durations.milliseconds(0.2) == pytest.approx(200.0)
+    assert durations.milliseconds("200ms") == pytest.approx(200.0)
+
+
+@pytest.mark.parametrize("latency", [0.2, "200ms", "0.2s"])
+def test_fault_latency_is_seconds_or_a_duration_string(latency: object) -> None:
+    body = behaviour_body(latency=latency, jitter=0.05)
+    assert body["latency"] == {"ms": pytest.approx(200.0), "jitter_ms": pytest.approx(50.0),
+                               "distribution": "fixed"}

@@ -1,10 +1,12 @@
 import configparser
 
+import pandas as pd
 import yaml
 
+from labkit import canary, dashboard
 from labkit.backends import local_config
 from labkit.gateway import route_keys
-from labkit.topology import MAX_REPLICAS, service
+from labkit.topology import MAX_REPLICAS, RULES, service
 
 
 def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
@@ -51,3 +53,33 @@ def test_route_keys_define_the_service_before_the_router():
     keys = list(route_keys(service("echo")))
     assert keys[0].startswith("traefik/http/services/echo/")
     assert "traefik/http/routers/echo/rule" in keys
+
+
+def _records() -> set[str]:
+    return {r["record"] for r in local_config.recording_rules()["groups"][0]["rules"]}
+
+
+def test_rule_windows_and_evaluation_come_from_the_topology(tmp_path):
+    rules = local_config.recording_rules()["groups"][0]["rules"]
+    window = f"[{RULES.window_s}s]"
+    assert all(window in r["expr"] for r in rules if "rate(" in r["expr"])
+    interval = f"{RULES.evaluation_s}s"
+    assert local_config.prometheus_config(tmp_path)["global"] == {
+        "scrape_interval": interval, "evaluation_interval": interval}
+    assert RULES.record("version", "lab_errors", "ratio_") in _records()
+
+
+def test_every_record_that_labkit_queries_is_generated():
+    """The canary's and the dashboard's queries name records the rules define."""
+    queried = []
+
+    class Recorder:
+        def query(self, promql, end=None):
+            queried.append(promql.split("{")[0])
+            return pd.DataFrame(columns=["time", "value", "version"])
+
+    canary.measure(Recorder(), "echo", start=100.0, end=110.0)
+    queried += [panel.query for panel in dashboard.PANELS]
+    assert queried and set(queried) <= _records()
+    # the notebooks name these records literally
+    assert {"instance:lab_requests:rate10s", "service:lab_errors:ratio_rate10s"} <= _records()

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from labkit.errors import LabError
-from labkit.metrics import Prometheus, seconds, tidy, timestamp
+from labkit.metrics import Prometheus, tidy, timestamp
 
 
 def test_a_matrix_becomes_one_row_per_series_and_timestamp():
@@ -29,22 +29,17 @@ def test_a_vector_and_a_scalar_are_tidy_too():
     assert list(empty.columns) == ["time", "value"] and empty.empty
 
 
-@pytest.mark.parametrize("value, expected", [(2, 2.0), ("500ms", 0.5), ("30s", 30.0),
-                                             ("5m", 300.0), ("1h", 3600.0)])
-def test_durations(value, expected):
-    assert seconds(value) == expected
-
-
-@pytest.mark.parametrize("bad", ["soon", "5 minutes", "-1s", True])
-def test_bad_durations_say_what_is_valid(bad):
-    with pytest.raises(LabError, match="not a duration"):
-        seconds(bad)
-
-
 def test_times_are_absolute_or_relative_to_now():
     assert timestamp("5m", now=1000.0) == 700.0
     assert timestamp(None, now=1000.0) == 1000.0
     assert timestamp(pd.Timestamp(50, unit="s", tz="UTC"), now=1000.0) == 50.0
+    assert timestamp(50, now=1000.0) == 50.0, "a bare number is a point in time here"
+
+
+@pytest.mark.parametrize("bad", ["soon", "5 minutes", "-1s", True])
+def test_bad_times_say_what_is_valid(bad):
+    with pytest.raises(LabError, match="start must be unix seconds, a datetime, or a duration ago"):
+        timestamp(bad, now=1000.0, what="start")
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -52,6 +47,8 @@ def test_times_are_absolute_or_relative_to_now():
     ({"promql": "up", "step": "2s"}, "step= needs start="),
     ({"promql": "up", "start": 100, "end": 50}, "start must be before end"),
     ({"promql": "up", "start": "1h", "step": "100ms"}, "too many"),
+    ({"promql": "up", "start": "1h", "step": 0}, "step must be greater than zero"),
+    ({"promql": "up", "start": "1h", "step": "2 seconds"}, "step must be a number of seconds"),
 ])
 def test_bad_queries_are_refused_before_asking_prometheus(kwargs, message):
     nowhere = Prometheus("http://127.0.0.1:9")  # nothing listens: a request would fail
