@@ -7,8 +7,10 @@ import sys
 
 import pandas as pd
 
+from . import links
 from .errors import LabError
 from .lab import Lab
+from .topology import INFRA
 
 
 def _logs(lab: Lab, program: str | None, lines: int) -> None:
@@ -38,8 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             lab.up()
-            for name, url in lab.uis.items():
-                print(f"  {name:32} {url}")
+            print(f"  {links.GATEWAY:40} {INFRA.gateway.address} (Host: echo.localhost)")
+            for name, url in links.pages().items():
+                print(f"  {name:40} {url}")
         elif args.command == "down":
             lab.down()
         elif args.command == "status":

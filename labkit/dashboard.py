@@ -16,17 +16,20 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from . import jupyter
+from . import jupyter, links
 from .errors import LabError
 from .metrics import Prometheus
-from .topology import INFRA
 
-LINKS = {
-    "Prometheus (graph of the request rate per service)":
-        f"{INFRA.prometheus.url}/graph?g0.expr=service%3Alab_requests%3Arate10s&g0.tab=0",
-    "Prometheus recording rules": f"{INFRA.prometheus.url}/rules",
-    "Traefik dashboard": f"{INFRA.traefik_api.url}/dashboard/",
-}
+
+def page_links() -> dict[str, str]:
+    """The pages the dashboard links to: name -> URL, from labkit.links."""
+    pages = links.pages()
+    return {
+        "Prometheus (graph of the request rate per service)":
+            links.prometheus_graph("service:lab_requests:rate10s"),
+        "Prometheus recording rules": pages["Prometheus recording rules"],
+        "Traefik dashboard": pages["Traefik dashboard"],
+    }
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ def show(prometheus: Prometheus, *, window: str = "3m", refresh: float = 5.0,
     (default: only in a learner's live Jupyter session). Returns the data first drawn."""
     from IPython.display import HTML, display
 
-    links = " · ".join(f'<a href="{url}" target="_blank">{name}</a>' for name, url in LINKS.items())
-    display(HTML(f"<p>Open: {links}</p>"))
+    anchors = (f'<a href="{url}" target="_blank">{name}</a>' for name, url in page_links().items())
+    display(HTML(f"<p>Open: {' · '.join(anchors)}</p>"))
     data = fetch(prometheus, window)
     if live is None:
         live = jupyter.in_kernel() and jupyter.interactive()

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import grpc_client
+from . import grpc_client, links
 from .backends.local import LocalBackend, instance_endpoints
 from .deploy import Deployments
 from .errors import LabError
@@ -25,13 +25,6 @@ from .registry import Registry
 from .telemetry import Telemetry, When
 from .topology import INFRA, SERVICES, check_replicas, service
 
-UIS = {
-    "gateway (Traefik entry point)": INFRA.gateway.url,
-    "Traefik dashboard": f"{INFRA.traefik_api.url}/dashboard/",
-    "Prometheus": INFRA.prometheus.url,
-    "telemetry store (OTLP, query API)": f"{INFRA.telemetry.url}/api/stats",
-    "etcd (registry)": INFRA.etcd.url,
-}
 GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
 INFRA_ADDRESSES = {
     "etcd": INFRA.etcd.address,
@@ -60,7 +53,7 @@ class Lab:
         self.telemetry = Telemetry()  # traces and logs, from the telemetry store
 
         self._deployments = Deployments(self.backend, progress)
-        self.uis = dict(UIS)
+        self.uis = links.uis()
 
     @property
     def plot(self) -> ModuleType:
