@@ -8,10 +8,16 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 setup:  ## create the venv, install everything, generate stubs (idempotent)
 	@bash scripts/setup.sh
 
-lab: setup  ## start the stack and open JupyterLab on the notebooks; stops the stack on exit
+# JupyterLab: opens on the tour; settings (no news prompt) from the repo, not the user's home;
+# the venv's bin on PATH, so its terminals and kernels find `labkit`
+LAB_OPTIONS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+  --LabApp.default_url=/lab/tree/00-tour.ipynb \
+  --LabApp.app_settings_dir=$(CURDIR)/jupyter/lab-settings $(ALLOW_ROOT)
+
+lab: setup  ## start the stack and open JupyterLab on the tour notebook; stops the stack on exit
 	@$(BIN)/labkit up
 	@trap '$(BIN)/labkit down' EXIT; \
-	  $(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks $(ALLOW_ROOT)
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab $(LAB_OPTIONS)
 
 test: setup  ## run the whole suite: unit, live-stack integration, every notebook
 	@$(BIN)/python -m pytest

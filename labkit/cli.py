@@ -4,18 +4,44 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import pandas as pd
 
+from . import links
 from .errors import LabError
 from .lab import Lab
+from .topology import INFRA, INFRA_COMPONENTS, MAX_REPLICAS, SERVICES
+
+
+def _programs() -> str:
+    """Every program the stack runs, as a learner would type it."""
+    instances = ", ".join(f"{name}-1..{name}-{MAX_REPLICAS}" for name in SERVICES)
+    return f"supervisord, {', '.join(INFRA_COMPONENTS)}, {instances}"
+
+
+def _is_program(name: str) -> bool:
+    if name == "supervisord" or name in INFRA_COMPONENTS:
+        return True
+    service_name, _, slot = name.rpartition("-")
+    return service_name in SERVICES and slot.isdigit() and 1 <= int(slot) <= MAX_REPLICAS
 
 
 def _logs(lab: Lab, program: str | None, lines: int) -> None:
+    logged = sorted(p.stem for p in (lab.backend.state / "logs").glob("*.log"))
     if program is None:
-        names = sorted(p.stem for p in (lab.backend.state / "logs").glob("*.log"))
-        print("logs available:", ", ".join(names) or "none (is the stack up?)")
+        print("logs available:", ", ".join(logged) or "none (is the stack up?)")
         return
+    if not _is_program(program):
+        raise LabError(f"no program called {program!r}; the programs are: {_programs()}")
+    path = lab.backend.log_path(program)
+    if not path.exists():
+        raise LabError(f"{program} has no log: it has not run since the last 'labkit up'; "
+                       f"logs available: {', '.join(logged) or 'none'}")
+    if not lab.backend.is_up():
+        written = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(path.stat().st_mtime))
+        print(f"labkit: the lab is stopped; this log is from its last run "
+              f"(last written {written})")
     print(lab.backend.log_tail(program, lines))
 
 
@@ -26,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop every process of the stack")
     commands.add_parser("status", help="components and instances, with state and address")
     scale = commands.add_parser("scale", help="run N instances of a service")
-    scale.add_argument("service")
-    scale.add_argument("replicas", type=int)
+    scale.add_argument("service", help=f"one of: {', '.join(SERVICES)}")
+    scale.add_argument("replicas", type=int, help=f"how many instances, 0 to {MAX_REPLICAS}")
     logs = commands.add_parser("logs", help="tail a component's log (no name: list them)")
-    logs.add_argument("program", nargs="?", help="e.g. traefik, etcd, echo-1")
+    logs.add_argument("program", nargs="?", help=f"one of: {_programs()}")
     logs.add_argument("-n", "--lines", type=int, default=40)
     args = parser.parse_args(argv)
 
@@ -38,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             lab.up()
-            for name, url in lab.uis.items():
-                print(f"  {name:32} {url}")
+            print(f"  {links.GATEWAY:40} {INFRA.gateway.address} (Host: echo.localhost)")
+            for name, url in links.pages().items():
+                print(f"  {name:40} {url}")
         elif args.command == "down":
             lab.down()
         elif args.command == "status":

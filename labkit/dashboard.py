@@ -8,25 +8,33 @@ for a bounded time; under papermill or CI it is drawn once.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from . import jupyter
+from . import jupyter, links
 from .errors import LabError
 from .metrics import Prometheus
-from .topology import INFRA
 
-LINKS = {
-    "Prometheus (graph of the request rate per service)":
-        f"{INFRA.prometheus.url}/graph?g0.expr=service%3Alab_requests%3Arate10s&g0.tab=0",
-    "Prometheus recording rules": f"{INFRA.prometheus.url}/rules",
-    "Traefik dashboard": f"{INFRA.traefik_api.url}/dashboard/",
-}
+if TYPE_CHECKING:
+    from IPython.display import DisplayHandle, Image
+
+
+def page_links() -> dict[str, str]:
+    """The pages the dashboard links to: name -> URL, from labkit.links."""
+    pages = links.pages()
+    return {
+        "Prometheus (graph of the request rate per service)":
+            links.prometheus_graph("service:lab_requests:rate10s"),
+        "Prometheus recording rules": pages["Prometheus recording rules"],
+        "Traefik dashboard": pages["Traefik dashboard"],
+    }
 
 
 @dataclass(frozen=True)
@@ -82,42 +90,50 @@ def _draw_panel(ax: Axes, panel: Panel, frame: pd.DataFrame) -> None:
 def show(prometheus: Prometheus, *, window: str = "3m", refresh: float = 5.0,
          duration: float = 600.0, live: bool | None = None) -> dict[str, pd.DataFrame]:
     """Draw the dashboard; redraw it every `refresh` s for `duration` s when `live`
-    (default: only in a learner's live Jupyter session). Returns the data first drawn."""
-    from IPython.display import HTML, display
+    (default: only in a learner's live Jupyter session). Returns the data first drawn.
 
-    links = " · ".join(f'<a href="{url}" target="_blank">{name}</a>' for name, url in LINKS.items())
-    display(HTML(f"<p>Open: {links}</p>"))
+    Each frame is a PNG display output, redrawn in place by its display id: the refresh
+    thread touches only its own outputs (never the cell running meanwhile), and a saved
+    notebook keeps the last frame as an image."""
+    from IPython.display import HTML, Markdown, display
+
+    anchors = (f'<a href="{url}" target="_blank">{name}</a>' for name, url in page_links().items())
+    display(HTML(f"<p>Open: {' · '.join(anchors)}</p>"))
     data = fetch(prometheus, window)
     if live is None:
         live = jupyter.in_kernel() and jupyter.interactive()
-    if not live:
-        display(draw(data))
-        return data
-    import ipywidgets
-
-    output = ipywidgets.Output()
-    display(output)
-    threading.Thread(target=_refresh, args=(prometheus, output, window, refresh, duration),
-                     daemon=True, name="labkit-dashboard").start()
+    frame = display(_image(draw(data)), display_id=True)
+    if live:
+        note = display(Markdown(f"Live: redrawn every {refresh:g} s for {duration:g} s."),
+                       display_id=True)
+        threading.Thread(target=_refresh,
+                         args=(prometheus, frame, note, window, refresh, duration),
+                         daemon=True, name="labkit-dashboard").start()
     return data
 
 
-def _refresh(prometheus: Prometheus, output, window: str, refresh: float,
-             duration: float) -> None:
-    """Redraw until `duration` is over or Prometheus stops answering (the stack went down)."""
-    from IPython.display import display
+def _image(fig: Figure) -> Image:
+    """The frame as PNG bytes: no pyplot and no inline backend needed, safe from a thread."""
+    from IPython.display import Image
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    return Image(data=png.getvalue(), format="png")
+
+
+def _refresh(prometheus: Prometheus, frame: DisplayHandle, note: DisplayHandle, window: str,
+             refresh: float, duration: float) -> None:
+    """Redraw `frame` until `duration` is over or Prometheus stops answering (the stack went
+    down), then say why in `note`. Updates by display id only: nothing is printed."""
+    from IPython.display import Markdown
 
     deadline = time.monotonic() + duration
-    while time.monotonic() < deadline:
-        try:
-            fig = draw(fetch(prometheus, window))
-        except LabError as exc:
-            with output:
-                print(f"dashboard stopped: {exc}")
-            return
-        with output:
-            output.clear_output(wait=True)
-            display(fig)
+    while time.monotonic() + refresh < deadline:
         time.sleep(refresh)
-    with output:
-        print(f"dashboard stopped refreshing after {duration:g} s; call lab.dashboard() again")
+        try:
+            frame.update(_image(draw(fetch(prometheus, window))))
+        except LabError as exc:
+            note.update(Markdown(f"Dashboard stopped: {exc}"))
+            return
+    note.update(Markdown(f"Dashboard stopped refreshing after {duration:g} s; "
+                         "call `lab.dashboard()` again."))

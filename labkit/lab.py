@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import grpc_client
+from . import grpc_client, links
 from .backends.base import Backend
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
@@ -27,13 +27,6 @@ from .registry import Registry
 from .telemetry import Telemetry, When
 from .topology import INFRA, SERVICES, check_replicas, service
 
-UIS = {
-    "gateway (Traefik entry point)": INFRA.gateway.url,
-    "Traefik dashboard": f"{INFRA.traefik_api.url}/dashboard/",
-    "Prometheus": INFRA.prometheus.url,
-    "telemetry store (OTLP, query API)": f"{INFRA.telemetry.url}/api/stats",
-    "etcd (registry)": INFRA.etcd.url,
-}
 MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
 GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
 INFRA_ADDRESSES = {
@@ -64,7 +57,7 @@ class Lab:
         self.telemetry = Telemetry()  # traces and logs, from the telemetry store
         self._deployments = Deployments(self.backend, progress, self._etcd,
                                         prometheus=self.prometheus)
-        self.uis = dict(UIS)
+        self.uis = links.uis()
 
     def close(self) -> None:
         """Close every client this Lab opened; the stack keeps running (down() stops it).

@@ -3,6 +3,7 @@
 #   - a venv in .venv with the project (labkit, labstack) and its tools
 #   - Traefik, etcd and supervisord: shipped by pip packages into the venv
 #   - the gRPC stubs for routeguide, generated from its .proto
+#   - nbstripout as the repository's git filter for notebooks
 #   - Prometheus (and wrk, for a benchmark) from the OS packages when missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,13 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
   touch "$STAMP"
+fi
+
+# Notebooks stay output-free in git: nbstripout cleans them on `git add` (rewrites the same
+# filter each run). A linked work tree shares its repository's config: the filter then runs
+# this venv's nbstripout for every work tree of the repository.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  "$VENV/bin/nbstripout" --install
 fi
 
 PROTO=stack/labstack/routeguide.proto

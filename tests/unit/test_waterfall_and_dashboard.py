@@ -61,36 +61,29 @@ class _Gone:
         raise LabError("Prometheus at http://127.0.0.1:9 is not reachable")
 
 
-class _Output:
-    """Stands in for an ipywidgets.Output: collects what the refresh loop prints."""
+class _Handle:
+    """Stands in for an IPython DisplayHandle: collects what the refresh loop shows."""
 
     def __init__(self):
-        self.printed = []
+        self.shown = []
 
-    def __enter__(self):
-        import contextlib
-        import io
+    def update(self, obj):
+        self.shown.append(obj)
 
-        self._buffer = io.StringIO()
-        self._redirect = contextlib.redirect_stdout(self._buffer)
-        self._redirect.__enter__()
-        return self
 
-    def __exit__(self, *exc):
-        self._redirect.__exit__(*exc)
-        self.printed.append(self._buffer.getvalue())
-
-    def clear_output(self, wait=False):
-        pass
+def _refresh(duration: float) -> str:
+    """What the note says once the refresh loop ends, with a Prometheus that is gone."""
+    frame, note = _Handle(), _Handle()
+    dashboard._refresh(_Gone(), frame, note, "1m", refresh=0.01, duration=duration)
+    assert frame.shown == [], "Prometheus never answered: nothing to redraw"
+    return " ".join(m.data for m in note.shown)
 
 
 def test_the_live_dashboard_stops_when_prometheus_goes_away():
-    output = _Output()
-    dashboard._refresh(_Gone(), output, "1m", refresh=0.01, duration=5)
-    assert "dashboard stopped" in "".join(output.printed)
+    said = _refresh(duration=5)
+    assert "Dashboard stopped: Prometheus at http://127.0.0.1:9 is not reachable" in said
 
 
 def test_the_live_dashboard_stops_at_its_deadline():
-    output = _Output()
-    dashboard._refresh(_Gone(), output, "1m", refresh=0.01, duration=0)
-    assert "stopped refreshing after 0 s" in "".join(output.printed)
+    said = _refresh(duration=0)
+    assert "stopped refreshing after 0 s" in said
