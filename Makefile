@@ -40,8 +40,9 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/telemetry.py
 	@$(BIN)/python bench/deploy.py
 
-lint: setup
+lint: setup  ## ruff and mypy (configured in pyproject.toml); tests/test_lint.py runs both too
 	@$(BIN)/ruff check .
+	@$(BIN)/mypy
 
 clean: down
 	rm -rf .lab build *.egg-info

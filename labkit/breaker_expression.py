@@ -7,6 +7,7 @@ here first and refused with a LabError naming what is valid.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from .errors import LabError
 
@@ -36,7 +37,7 @@ class _ExpressionParser:
             position = match.end()
         self.index = 0
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> NoReturn:
         raise LabError(f"invalid circuit-breaker expression: {reason}; {_EXPRESSION_HELP}")
 
     def peek(self) -> str | None:
@@ -47,7 +48,7 @@ class _ExpressionParser:
         if token is None or (expected is not None and token != expected):
             self.fail(f"expected {expected or 'more'}, got {token or 'the end'}")
         self.index += 1
-        return token  # type: ignore[return-value]  # fail() never returns
+        return token
 
     def number(self, decimal: bool) -> None:
         token = self.take()

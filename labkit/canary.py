@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import pandas as pd
 
@@ -139,7 +140,7 @@ def judge(baseline: Evidence | None, canary: Evidence | None, plan: Plan) -> tup
                   f"p95 {canary.p95_ms:.1f} ms within limits")
 
 
-def _has(evidence: Evidence | None, field: str) -> bool:
+def _has(evidence: Evidence | None, field: str) -> TypeGuard[Evidence]:
     if evidence is None or evidence.requests <= 0:
         return False
     return math.isfinite(getattr(evidence, field))
@@ -149,7 +150,7 @@ def run(
     plan: Plan,
     baseline: str,
     canary: str,
-    shift: Callable[[Weights], None],
+    shift: Callable[[Weights], object],
     observe: Callable[[float, float], dict[str, Evidence]],
     progress: Callable[[str], None],
     clock: Callable[[], float] = time.time,

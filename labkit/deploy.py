@@ -9,7 +9,7 @@ running stack and is what `Lab` exposes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import etcd3gw
 import httpx
@@ -117,7 +117,7 @@ class Deployments:
 
     # ---- traffic shifting --------------------------------------------------------
 
-    def shift(self, name: str, weights: dict[str, float] | str,
+    def shift(self, name: str, weights: Mapping[str, float] | str,
               to: str | None = None) -> Weights | None:
         """Split traffic between versions by weight, e.g. {"v1": 90, "v2": 10}; or a preset:
         "tenth", "half" or "full" of it to version `to`; or "off" to send to the whole fleet
@@ -154,7 +154,7 @@ class Deployments:
             self.progress(f"{svc.name} rolled back: {describe(current)} -> {describe(previous)}")
             return previous
 
-    def _apply(self, svc: Service, weights: dict | None) -> Weights | None:
+    def _apply(self, svc: Service, weights: Mapping[str, float] | None) -> Weights | None:
         self._not_mirroring(svc, "shift")
         current = self.splits.current(svc)
         split = None if weights is None else check_weights(svc, weights, self._registered(svc))
@@ -264,4 +264,4 @@ class Deployments:
         else by registered instances; the declared version when there is none."""
         weights = self.splits.current(svc) or self._registered(svc)
         others = {v: w for v, w in weights.items() if v != exclude and w}
-        return max(others, key=others.get) if others else svc.version
+        return max(others, key=others.__getitem__) if others else svc.version

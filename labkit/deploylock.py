@@ -17,6 +17,7 @@ import time
 
 import etcd3gw
 from etcd3gw.exceptions import Etcd3Exception
+from etcd3gw.lease import Lease
 
 from .errors import LabError
 
@@ -33,7 +34,7 @@ class DeploymentLock:
         self.service = service
         self.what = what
         self._stop = threading.Event()
-        self._lease = None
+        self._lease: Lease | None = None
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> DeploymentLock:
@@ -42,12 +43,12 @@ class DeploymentLock:
         lease = self.etcd.lease(LOCK_TTL)
         if not self.etcd.create(lock_key(self.service), json.dumps(holder), lease=lease):
             lease.revoke()
-            holder = self.in_progress(self.etcd, self.service) or "it has just ended"
+            current = self.in_progress(self.etcd, self.service) or "it has just ended"
             raise LabError(f"refused: a deployment of {self.service} is in progress "
-                           f"({holder}); wait until it ends, one deployment at a time "
+                           f"({current}); wait until it ends, one deployment at a time "
                            "per service")
         self._lease = lease
-        self._thread = threading.Thread(target=self._keep_alive, daemon=True,
+        self._thread = threading.Thread(target=self._keep_alive, args=(lease,), daemon=True,
                                         name=f"deploy-lock-{self.service}")
         self._thread.start()
         return self
@@ -56,13 +57,15 @@ class DeploymentLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2)
+        if self._lease is None:  # __enter__ refused: there is nothing to release
+            return
         with contextlib.suppress(Etcd3Exception):  # else the key goes with the lease's TTL
             self._lease.revoke()
 
-    def _keep_alive(self) -> None:
+    def _keep_alive(self, lease: Lease) -> None:
         while not self._stop.wait(LOCK_TTL / 3):
             try:
-                self._lease.refresh()
+                lease.refresh()
             except Etcd3Exception:
                 continue  # etcd busy for a moment: the next refresh is still within the TTL
 

@@ -9,6 +9,7 @@ starts, from a file labkit writes.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 from collections.abc import Callable
@@ -161,7 +162,8 @@ class Faults:
                            f"{', '.join(map(str, active)) or 'none'}")
         return svc, self.backend.instance_pid(svc, instance)
 
-    def _instance_faults(self, svc: Service, slot: int) -> list[tuple[str, str]]:
+    # builtins.list: inside the class, `list` is the method above
+    def _instance_faults(self, svc: Service, slot: int) -> builtins.list[tuple[str, str]]:
         if self.backend.is_paused(svc, slot):
             return [("hang", "paused (SIGSTOP)")]
         try:

@@ -157,7 +157,7 @@ class DiscoveredChannel(grpc.Channel):
     # following the registry ---------------------------------------------------------------
 
     def _build(self, addresses: list[str]) -> grpc.Channel:
-        config = {"loadBalancingConfig": [{self.balancing: {}}]}
+        config: dict[str, Any] = {"loadBalancingConfig": [{self.balancing: {}}]}
         channel = grpc.insecure_channel(
             "ipv4:" + ",".join(addresses),  # instances register IPv4 literals (see topology)
             options=[("grpc.service_config", json.dumps(config))],

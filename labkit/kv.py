@@ -10,7 +10,8 @@ import etcd3gw
 from .topology import INFRA, Endpoint
 
 
-def etcd_client(endpoint: Endpoint = INFRA.etcd, timeout: float = 2.0) -> etcd3gw.Etcd3Client:
+def etcd_client(endpoint: Endpoint = INFRA.etcd,
+                timeout: float | None = 2.0) -> etcd3gw.Etcd3Client:
     return etcd3gw.client(host=endpoint.host, port=endpoint.port, timeout=timeout, api_path="/v3/")
 
 

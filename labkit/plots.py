@@ -6,6 +6,7 @@ Every function takes the frame from `labkit.load.run_load` and returns the Axes
 
 from __future__ import annotations
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -213,7 +214,7 @@ def _bins(df: pd.DataFrame, bin_seconds: float) -> pd.Series:
 def _instance_colors(df: pd.DataFrame, names: pd.Index, by: str = "instance") -> list:
     # Colour by rank among all of the run's instances, so each keeps its colour in every plot.
     everyone = sorted(set(df[by]) - {""})
-    palette = plt.get_cmap("tab10").colors
+    palette = matplotlib.color_sequences["tab10"]  # the colours of the tab10 colormap
     return [palette[everyone.index(name) % len(palette)] for name in names]
 
 

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import etcd3gw
 
 from .gateway import ROOT
@@ -81,7 +83,7 @@ def replace(service: str, before: dict[str, str], policy: str,
     return after
 
 
-def chain(service: str, state: dict[str, str]) -> list[str]:
+def chain(service: str, state: Mapping[str, str]) -> list[str]:
     """The router's middlewares as `state` lists them, in order, as Traefik names them."""
     listed = {int(k.rsplit("/", 1)[1]): v for k, v in state.items()
               if k.startswith(router_list(service))}  # fmt: skip

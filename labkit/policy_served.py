@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import httpx
 
@@ -88,6 +88,7 @@ def _balancer_difference(service: str, state: Mapping[str, str], shown: dict) ->
 
 def _flatten(value: object, prefix: str = "") -> dict[str, str]:
     """Traefik's JSON as lower-case key paths (KV keys are case-insensitive)."""
+    items: Iterable[tuple[object, object]]
     if isinstance(value, dict):
         items = value.items()
     elif isinstance(value, list):

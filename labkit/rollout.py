@@ -44,6 +44,7 @@ def check(svc: Service, version: object, batch: object, surge: object, ready_tim
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise LabError(f"{name} must be a whole number from {low} to {high} ({old} of "
                            f"{svc.name}'s {fleet} instances to replace), got {value!r}")
+    assert isinstance(surge, int)  # checked just above
     if fleet + surge > MAX_REPLICAS:
         raise LabError(f"{fleet} instances + surge {surge} exceeds the {MAX_REPLICAS} slots of "
                        f"{svc.name}; lower surge to at most {MAX_REPLICAS - fleet}")
@@ -79,7 +80,7 @@ class Rollout:
         return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
     def _round(self, svc: Service, targets: list[tuple[int, str]], surge: int,
-               ready_timeout: float, rows: list[dict]) -> list[int]:
+               ready_timeout: float, rows: list[dict]) -> list[tuple[int, str]]:
         """Replace each (old slot, new version); returns (new slot, version it replaced) pairs.
         Raises (after undoing the round) if the new instances are not routed in time."""
         olds = [slot for slot, _ in targets]

@@ -80,12 +80,12 @@ def preset(name: str, to: object, current: Weights | None, svc: Service,
     if to is None:
         raise LabError(f"preset {name!r} needs to=<version>, e.g. "
                        f"lab.shift({svc.name!r}, {name!r}, to='v2')")
-    svc.release(to)
+    to = svc.release(to).version
     share = PRESETS[name]
     if share == 100:
         return {to: 100}
     others = {v: w for v, w in (current or {majority: 100}).items() if v != to}
-    source = max(others, key=others.get) if others else None
+    source = max(others, key=others.__getitem__) if others else None
     if source is None:
         raise LabError(f"{svc.name} sends all its traffic to {to} already: nothing to shift "
                        f"from; name both versions, e.g. {{'v1': 90, {to!r}: 10}}")
@@ -180,7 +180,7 @@ class Splits:
         return api_get(self.api, path)
 
 
-def _weights_from_keys(svc: Service, state: dict[str, str]) -> Weights:
+def _weights_from_keys(svc: Service, state: Mapping[str, str]) -> Weights:
     prefix = f"{ROOT}/http/services/{split_service(svc)}/weighted/services/"
     entries: dict[str, dict[str, str]] = {}
     for key, value in state.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import httpx
 import pandas as pd
@@ -32,7 +32,7 @@ LOG_COLUMNS = ["time", "service", "instance", "level", "body", "request_id", "tr
                "span_id", "attributes"]  # fmt: skip
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
-When = float | str | datetime | pd.Timestamp | None
+When: TypeAlias = float | str | datetime | pd.Timestamp | None
 
 
 class Telemetry:

@@ -79,5 +79,8 @@ class Backend(Protocol):
 
     # ---- diagnostics --------------------------------------------------------
 
+    def log_path(self, program: str) -> Path:
+        """Where a program's log is written (e.g. "echo-2", "traefik"); it may not exist yet."""
+
     def log_tail(self, program: str, lines: int = 20) -> str:
         """The last lines of a program's log (e.g. "echo-2", "traefik"), for error messages."""

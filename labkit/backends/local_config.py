@@ -163,8 +163,8 @@ def supervisord_conf(state: Path) -> str:
     }
     for name, command in infra_commands(state).items():
         env = promsd_env if name == "promsd" else None
-        program = _program(command, logs / f"{name}.log", env)
-        sections.append(_ini_section(f"program:{name}", program))
+        options = _program(command, logs / f"{name}.log", env)
+        sections.append(_ini_section(f"program:{name}", options))
     for service in SERVICES.values():
         programs = [program_name(service, slot) for slot in range(1, MAX_REPLICAS + 1)]
         sections.append(_ini_section(f"group:{service.name}", {"programs": ",".join(programs)}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xmlrpc.client
 from pathlib import Path
+from typing import Any, cast
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -31,19 +32,20 @@ class Supervisor:
         if not self.socket_path.exists():
             return False
         try:
-            return self._rpc.supervisor.getState()["statename"] == "RUNNING"
+            state = cast(dict[str, Any], self._rpc.supervisor.getState())
+            return state["statename"] == "RUNNING"
         except (OSError, xmlrpc.client.Error):
             return False
 
     def pid(self) -> int:
-        return self._rpc.supervisor.getPID()
+        return cast(int, self._rpc.supervisor.getPID())
 
     def processes(self) -> list[dict]:
         """One dict per program: name, group, statename, pid, start, description."""
-        return self._rpc.supervisor.getAllProcessInfo()
+        return cast(list[dict], self._rpc.supervisor.getAllProcessInfo())
 
     def info(self, name: str) -> dict:
-        return self._rpc.supervisor.getProcessInfo(name)
+        return cast(dict, self._rpc.supervisor.getProcessInfo(name))
 
     def start(self, name: str) -> None:
         self._call("startProcess", name, False)
@@ -61,10 +63,11 @@ class Supervisor:
     def kill_and_hold(self, name: str) -> None:
         """SIGKILL a process and mark it stopped in one request (one turn of supervisord's
         loop), so that it cannot be reaped and restarted in between."""
-        results = self._rpc.system.multicall([
+        # one reply per call: its result, or a fault as a dict with faultCode/faultString
+        results = cast(list[Any], self._rpc.system.multicall([
             {"methodName": "supervisor.signalProcess", "params": [name, "KILL"]},
             {"methodName": "supervisor.stopProcess", "params": [name, False]},
-        ])
+        ]))
         failed = [r["faultString"] for r in results if isinstance(r, dict) and "faultCode" in r]
         if failed:
             raise LabError(f"supervisord refused to kill {name}: {'; '.join(failed)}")

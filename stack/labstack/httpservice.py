@@ -203,7 +203,8 @@ async def _serve(app: ASGIApp, settings: Settings, lifecycle: Lifecycle) -> None
         log_config=None,  # keep our JSON handler on the root logger
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=GRACE_SECONDS,
+        # uvicorn annotates an int, but hands it to asyncio.wait_for, which takes seconds as float
+        timeout_graceful_shutdown=GRACE_SECONDS,  # type: ignore[arg-type]
         # uvicorn adds these to every response, error pages included.
         headers=[("X-Instance", settings.instance_id), ("X-Version", settings.version)],
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from contextvars import ContextVar
+from typing import TypedDict
 
 from opentelemetry import trace
 from opentelemetry._logs import set_logger_provider
@@ -39,7 +40,15 @@ REQUEST_LOG = logging.getLogger("labstack.requests")
 
 # Export every second (the SDK's default is 5 s: a learner would query before spans land);
 # a deep queue, because a full one drops spans silently.
-_BATCH = {"schedule_delay_millis": 1000, "max_queue_size": 16384, "max_export_batch_size": 512}
+class _BatchSettings(TypedDict):
+    schedule_delay_millis: float
+    max_queue_size: int
+    max_export_batch_size: int
+
+
+_BATCH: _BatchSettings = {
+    "schedule_delay_millis": 1000, "max_queue_size": 16384, "max_export_batch_size": 512,
+}
 
 
 def new_request_id(incoming: str | None) -> str:

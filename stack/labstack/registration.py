@@ -162,20 +162,21 @@ class Registration:
         )
 
     def _refresh(self, last_refresh: float) -> None:
-        assert self._lease is not None
+        lease = self._lease
+        assert lease is not None
         try:
-            ttl = self._lease.refresh()
+            ttl = lease.refresh()
         except TRANSIENT:
             # etcd is unreachable; once a whole TTL has passed the lease is surely gone.
             if time.monotonic() - last_refresh > self.settings.lease_ttl:
-                self._lost("lease expired while etcd was unreachable")
+                self._lost(lease, "lease expired while etcd was unreachable")
             raise
         if ttl <= 0:
-            self._lost("lease lost")
+            self._lost(lease, "lease lost")
             self._register()
 
-    def _lost(self, why: str) -> None:
-        log.warning(why + "; registering again", extra={"lease": f"{self._lease.id:x}"})
+    def _lost(self, lease: Lease, why: str) -> None:
+        log.warning(why + "; registering again", extra={"lease": f"{lease.id:x}"})
         self._lease = None
 
     def _withdraw(self, why: str) -> None:

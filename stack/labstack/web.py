@@ -67,8 +67,9 @@ async def call_routeguide(stub: pb_grpc.RouteGuideStub, request_id: str) -> dict
 
 
 def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
-    assert settings.gateway is not None
-    gateway = urlsplit(settings.gateway)
+    gateway_url = settings.gateway
+    assert gateway_url is not None
+    gateway = urlsplit(gateway_url)
 
     @asynccontextmanager
     async def downstreams(_: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -79,7 +80,7 @@ def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
             interceptors=aio_client_interceptors(),  # a client span; traceparent in metadata
         )
         async with httpx.AsyncClient(
-            base_url=settings.gateway, headers={"Host": ECHO_HOST}, timeout=DOWNSTREAM_TIMEOUT
+            base_url=gateway_url, headers={"Host": ECHO_HOST}, timeout=DOWNSTREAM_TIMEOUT
         ) as echo:
             HTTPXClientInstrumentor.instrument_client(echo)  # a client span; traceparent header
             try:

@@ -23,7 +23,8 @@ def traces(
     limit: int = 20,
 ) -> list[dict[str, Any]]:
     """Trace summaries, newest first; since/until bound the trace's start (unix seconds)."""
-    where, args = ["1"], []
+    where: list[str] = ["1"]
+    args: list[str | int] = []
     if service:
         where.append("instr(services, ?) > 0")
         args.append(f"{SEP}{service}{SEP}")
@@ -99,7 +100,8 @@ def logs(
     limit: int = 1000,
 ) -> list[dict[str, Any]]:
     """The newest `limit` matching records, oldest first (like `tail`)."""
-    where, args = ["1"], []
+    where: list[str] = ["1"]
+    args: list[str | int] = []
     for column, value in (("request_id", request_id), ("trace_id", trace_id),
                           ("service", service), ("instance", instance)):  # fmt: skip
         if value:

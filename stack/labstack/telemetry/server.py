@@ -141,7 +141,7 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
             Route("/api/services", services),
             Route("/api/stats", stats),
         ],
-        exception_handlers={BadParam: _bad_param},  # type: ignore[dict-item]
+        exception_handlers={BadParam: _bad_param},
         lifespan=lifespan,
     )
 
