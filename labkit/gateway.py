@@ -17,7 +17,6 @@ from .topology import INFRA, SERVICES, Service
 from .topology import service as known_service
 from .waits import wait_for
 
-ROOT = keyspace.TRAEFIK_ROOT
 
 
 HEALTH_CHECK_INTERVAL = "1s"

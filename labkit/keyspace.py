@@ -33,6 +33,16 @@ def balancer(name: str) -> str:
     return f"{TRAEFIK_ROOT}/http/services/{name}"
 
 
+def middleware(name: str) -> str:
+    """The key under which Traefik middleware `name` is defined."""
+    return f"{TRAEFIK_ROOT}/http/middlewares/{name}"
+
+
+def transport(name: str) -> str:
+    """The key under which Traefik serversTransport `name` is defined (e.g. its timeouts)."""
+    return f"{TRAEFIK_ROOT}/http/serversTransports/{name}"
+
+
 def server_key(balancer_name: str, slot: int) -> str:
     """Where instance `slot` publishes its URL behind the load balancer `balancer_name`."""
     return f"{balancer(balancer_name)}/loadBalancer/servers/{slot}/url"

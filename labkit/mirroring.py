@@ -20,8 +20,9 @@ from collections.abc import Mapping
 import etcd3gw
 import httpx
 
+from . import keyspace
 from .errors import LabError
-from .gateway import ROOT, api_get
+from .gateway import api_get
 from .readback import ReadBack
 from .topology import Service
 
@@ -32,11 +33,11 @@ def mirror_service(svc: Service) -> str:
 
 def main_key(svc: Service) -> str:
     """Where the mirroring service names the service whose answers clients get."""
-    return f"{ROOT}/http/services/{mirror_service(svc)}/mirroring/service"
+    return f"{keyspace.balancer(mirror_service(svc))}/mirroring/service"
 
 
 def router_key(svc: Service) -> str:
-    return f"{ROOT}/http/routers/{svc.name}/service"
+    return f"{keyspace.router(svc.name)}/service"
 
 
 def check_percent(percent: object) -> int:
@@ -56,13 +57,13 @@ class Mirrors:
         state = self._read(svc)
         if state.get(router_key(svc)) != mirror_service(svc):
             return None
-        prefix = f"{ROOT}/http/services/{mirror_service(svc)}/mirroring/mirrors/0/"
+        prefix = f"{keyspace.balancer(mirror_service(svc))}/mirroring/mirrors/0/"
         names = {svc.version_service(v): v for v in svc.versions}
         return names[state[prefix + "name"]], int(state[prefix + "percent"])
 
     def start(self, svc: Service, version: str, percent: int) -> None:
         before = self._read(svc)
-        prefix = f"{ROOT}/http/services/{mirror_service(svc)}/mirroring/"
+        prefix = f"{keyspace.balancer(mirror_service(svc))}/mirroring/"
         after = {
             prefix + "service": before.get(router_key(svc), svc.name),
             prefix + "mirrors/0/name": svc.version_service(version),
@@ -77,7 +78,7 @@ class Mirrors:
 
     def _read(self, svc: Service) -> dict[str, str]:
         state = {}
-        for prefix in (f"{ROOT}/http/services/{mirror_service(svc)}/", router_key(svc)):
+        for prefix in (f"{keyspace.balancer(mirror_service(svc))}/", router_key(svc)):
             for value, meta in self.etcd.get_prefix(prefix):
                 state[meta["key"].decode()] = value.decode()
         return state

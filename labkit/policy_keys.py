@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import etcd3gw
 
-from .gateway import ROOT
+from . import keyspace
 
 # Router order, outermost first: shed load cheaply before holding a slot, fail fast before
 # retrying, and retry innermost so each attempt goes to the service itself.
@@ -29,20 +29,20 @@ ROUTER = "router"  # owner of the router's middleware list, rewritten with every
 
 
 def balancer(service: str) -> str:
-    return f"{ROOT}/http/services/{service}/loadBalancer"
+    return f"{keyspace.balancer(service)}/loadBalancer"
 
 
 def transport(service: str) -> str:
-    return f"{ROOT}/http/serversTransports/{service}"
+    return keyspace.transport(service)
 
 
 def middleware(service: str, policy: str) -> str:
     """The middleware's key prefix (with a trailing '/')."""
-    return f"{ROOT}/http/middlewares/{service}-{policy}/"
+    return f"{keyspace.middleware(f'{service}-{policy}')}/"
 
 
 def router_list(service: str) -> str:
-    return f"{ROOT}/http/routers/{service}/middlewares/"
+    return f"{keyspace.router(service)}/middlewares/"
 
 
 def prefixes(service: str) -> dict[str, str]:

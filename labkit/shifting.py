@@ -28,8 +28,9 @@ from collections.abc import Mapping
 import etcd3gw
 import httpx
 
+from . import keyspace
 from .errors import LabError
-from .gateway import ROOT, api_get
+from .gateway import api_get
 from .mirroring import main_key, mirror_service
 from .readback import ReadBack
 from .topology import Service
@@ -129,10 +130,10 @@ class Splits:
         )  # fmt: skip
 
     def _router_key(self, svc: Service) -> str:
-        return f"{ROOT}/http/routers/{svc.name}/service"
+        return f"{keyspace.router(svc.name)}/service"
 
     def _split_prefix(self, svc: Service) -> str:
-        return f"{ROOT}/http/services/{split_service(svc)}/weighted/"
+        return f"{keyspace.balancer(split_service(svc))}/weighted/"
 
     def _read(self, svc: Service) -> dict[str, str]:
         """Every key a split owns: the router's service, the weighted service, the history."""
@@ -181,7 +182,7 @@ class Splits:
 
 
 def _weights_from_keys(svc: Service, state: Mapping[str, str]) -> Weights:
-    prefix = f"{ROOT}/http/services/{split_service(svc)}/weighted/services/"
+    prefix = f"{keyspace.balancer(split_service(svc))}/weighted/services/"
     entries: dict[str, dict[str, str]] = {}
     for key, value in state.items():
         if key.startswith(prefix):
