@@ -17,8 +17,6 @@ from .topology import INFRA, SERVICES, Service
 from .topology import service as known_service
 from .waits import wait_for
 
-
-
 HEALTH_CHECK_INTERVAL = "1s"
 HEALTH_CHECK_TIMEOUT = "500ms"
 VERSION_HEADER = "X-Version"
