@@ -110,7 +110,12 @@ class Store:
         self.conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a crash of this process (not a power cut).
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA journal_size_limit = 67108864")
+        # The WAL is checkpointed, and cut back to this size, every wal_limit bytes, so
+        # that it adds at most about a quarter to --max-bytes (plus one write batch).
+        wal_limit = min(max(settings.max_bytes // 4, 1 << 20), 64 << 20)
+        self.conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {wal_limit // page_size}")
         self.conn.executescript(SCHEMA)
         self.counts = {
             "spans": self.conn.execute("SELECT count(*) FROM spans").fetchone()[0],
@@ -195,7 +200,8 @@ class Store:
                 size += len(item[1])
             if batch:
                 self._write(batch)
-            if time.monotonic() >= next_prune:
+            over = bool(batch) and used_bytes(self.conn) > self.settings.max_bytes
+            if over or time.monotonic() >= next_prune:
                 try:
                     self.prune()
                 except sqlite3.Error:
@@ -287,9 +293,11 @@ class Store:
             deleted += self._delete_logs("ORDER BY rowid", (), n_logs, "size")
             if not deleted:
                 break
-        # Give freed pages back to the file system, then let the WAL shrink.
-        self.conn.execute("PRAGMA incremental_vacuum(2000)").fetchall()
-        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if self.conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            # Give all freed pages back to the file system (executescript runs the pragma
+            # to the end; execute() would free one page per step), then cut the WAL back.
+            self.conn.executescript("PRAGMA incremental_vacuum")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _oldest_traces(self, where: str, args: tuple, limit: int) -> list[tuple[str]]:
         sql = f"SELECT trace_id FROM traces {where} ORDER BY start_ns LIMIT ?"
