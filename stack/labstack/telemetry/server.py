@@ -8,6 +8,7 @@ import re
 import sqlite3
 import threading
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -68,8 +69,8 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
             except Exception as exc:  # noqa: BLE001 - e.g. disk full: the exporter retries 503
                 store.reject("write_failed")
                 return _status(503, f"could not write: {exc}", is_json, retry=True)
-            if decoded.rejected:
-                store.reject("invalid_ids", decoded.rejected)
+            for reason, items in decoded.rejected.items():
+                store.reject(reason, items)
             return _export_response(kind, decoded.rejected, is_json)
 
         return endpoint
@@ -208,17 +209,25 @@ def _decode(kind: str, body: bytes, is_json: bool) -> decode.Decoded:
         raise PayloadError(400, "malformed", f"cannot store the {kind}: {exc}") from exc
 
 
-def _export_response(kind: str, rejected: int, is_json: bool) -> Response:
+REJECTED = {
+    "invalid_ids": "invalid trace or span ids",
+    "invalid_timestamps": f"timestamps over {decode.MAX_TIME_NS} ns",
+}
+
+
+def _export_response(kind: str, rejected: Counter[str], is_json: bool) -> Response:
+    total = rejected.total()
     if kind == "traces":
         message: Any = ExportTraceServiceResponse()
-        if rejected:
-            message.partial_success.rejected_spans = rejected
+        if total:
+            message.partial_success.rejected_spans = total
     else:
         message = ExportLogsServiceResponse()
-        if rejected:
-            message.partial_success.rejected_log_records = rejected
-    if rejected:
-        message.partial_success.error_message = "items with invalid trace or span ids"
+        if total:
+            message.partial_success.rejected_log_records = total
+    if total:
+        reasons = ", ".join(f"{n} with {REJECTED[reason]}" for reason, n in rejected.items())
+        message.partial_success.error_message = f"items rejected: {reasons}"
     return _encode(message, 200, is_json)
 
 

@@ -209,30 +209,42 @@ class Store:
                 next_prune = time.monotonic() + self.settings.prune_interval
 
     def _write(self, batch: list[tuple[str, list[tuple], Future]]) -> None:
+        """Commit the batch together; a request that cannot be written fails alone."""
+        failed: dict[int, Exception] = {}
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for kind, rows, _ in batch:
-                if kind == "spans":
-                    self._insert_spans(rows)
-                else:
-                    self.conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * 12)})", rows)
-                column = 3 if kind == "spans" else 1  # where the service name is in a row
-                names = {(row[column],) for row in rows}
-                self.conn.executemany("INSERT OR IGNORE INTO services VALUES (?)", names)
+            for i, (kind, rows, _) in enumerate(batch):
+                self.conn.execute("SAVEPOINT request")
+                try:
+                    self._insert(kind, rows)
+                except (sqlite3.Error, OverflowError) as exc:  # e.g. a value SQLite cannot hold
+                    log.exception("writing a request of %d %s failed", len(rows), kind)
+                    self.conn.execute("ROLLBACK TO request")
+                    failed[i] = exc
+                self.conn.execute("RELEASE request")
             self.conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - the clients must hear of it, not lose it
             log.exception("writing %d requests failed", len(batch))
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            for _, rows, future in batch:
-                self._done(rows)
-                future.set_exception(exc)
-            return
-        for kind, rows, future in batch:
+            failed = dict.fromkeys(range(len(batch)), exc)
+        for i, (kind, rows, future) in enumerate(batch):
+            self._done(rows)
+            if i in failed:
+                future.set_exception(failed[i])
+                continue
             self.counts[kind] += len(rows)
             self.accepted[kind] += len(rows)
-            self._done(rows)
             future.set_result(None)
+
+    def _insert(self, kind: str, rows: list[tuple]) -> None:
+        if kind == "spans":
+            self._insert_spans(rows)
+        else:
+            self.conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * 12)})", rows)
+        column = 3 if kind == "spans" else 1  # where the service name is in a row
+        names = {(row[column],) for row in rows}
+        self.conn.executemany("INSERT OR IGNORE INTO services VALUES (?)", names)
 
     def _done(self, rows: list[tuple]) -> None:
         with self._lock:
