@@ -31,6 +31,9 @@ MAX_TRACES = 1000
 MAX_LOGS = 100_000
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# Query bounds whose nanoseconds fit SQLite's INTEGER (2**63 - 1 ns is about 9.2e9 s).
+MAX_SECONDS = 9e9
+MAX_DURATION_MS = 9e12
 
 
 class PayloadError(Exception):
@@ -84,9 +87,9 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
         found = queries.traces(
             reader(),
             service=params.text("service"),
-            since=params.number("since"),
-            until=params.number("until"),
-            min_duration_ms=params.number("min_duration_ms"),
+            since=params.number("since", -MAX_SECONDS, MAX_SECONDS),
+            until=params.number("until", -MAX_SECONDS, MAX_SECONDS),
+            min_duration_ms=params.number("min_duration_ms", 0, MAX_DURATION_MS),
             error=None if status is None else status == "error",
             limit=params.limit(20, MAX_TRACES),
         )
@@ -110,8 +113,8 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
             service=params.text("service"),
             instance=params.text("instance"),
             level=params.choice("level", decode.LEVELS),
-            since=params.number("since"),
-            until=params.number("until"),
+            since=params.number("since", -MAX_SECONDS, MAX_SECONDS),
+            until=params.number("until", -MAX_SECONDS, MAX_SECONDS),
             contains=params.text("contains"),
             limit=params.limit(1000, MAX_LOGS),
         )
@@ -265,7 +268,7 @@ class Params:
     def text(self, name: str) -> str | None:
         return self.query.get(name) or None
 
-    def number(self, name: str) -> float | None:
+    def number(self, name: str, low: float, high: float) -> float | None:
         value = self.text(name)
         if value is None:
             return None
@@ -273,8 +276,10 @@ class Params:
             number = float(value)
         except ValueError:
             raise BadParam(f"{name} must be a number, not {value!r}") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise BadParam(f"{name} must be a finite number, not {value!r}")
+        if not low <= number <= high:  # NaN fails this too
+            raise BadParam(
+                f"{name} must be a finite number from {low:g} to {high:g}, not {value!r}"
+            )
         return number
 
     def choice(self, name: str, valid: tuple[str, ...]) -> str | None:
@@ -287,6 +292,7 @@ class Params:
         value = self.text("limit")
         if value is None:
             return default
-        if not value.isdigit() or not 1 <= int(value) <= most:
+        # ASCII digits only: str.isdigit() and int() also take e.g. "²" and "٣"
+        if not re.fullmatch(r"[0-9]{1,9}", value) or not 1 <= int(value) <= most:
             raise BadParam(f"limit must be a whole number from 1 to {most}, not {value!r}")
         return int(value)
