@@ -106,6 +106,13 @@ def test_a_request_with_too_many_records_gets_413_naming_the_limit(private_store
     assert tel.stats()["rejected"]["too_many_records"] == 2
 
 
+def test_a_request_larger_than_max_pending_gets_413_even_with_an_empty_queue(private_store):
+    store = private_store("--max-pending", "50")
+    response = store.post("logs", log_request(unique("over"), 51, now_ns()), PROTOBUF)
+    assert response.status_code == 413 and "at most 50" in response.text, response.text
+    assert store.client().stats()["logs"] == 0
+
+
 def test_query_parameters_that_do_not_parse_get_400(private_store):
     store = private_store()
     cases = [

@@ -80,6 +80,13 @@ def _hex_ids_to_base64(node: Any) -> Any:
     return node
 
 
+def count(kind: str, request: Any) -> int:
+    """How many spans or log records the request holds (cheap: no rows are built)."""
+    if kind == "traces":
+        return sum(len(s.spans) for g in request.resource_spans for s in g.scope_spans)
+    return sum(len(s.log_records) for g in request.resource_logs for s in g.scope_logs)
+
+
 def span_rows(request: ExportTraceServiceRequest) -> Decoded:
     out = Decoded()
     for service, instance, resource, span in _items(request.resource_spans, "spans"):

@@ -27,6 +27,7 @@ from . import decode, queries
 from .storage import Busy, Settings, Store, connect
 
 MAX_BODY = 16 * 1024 * 1024  # bytes, both as received and once decompressed
+MAX_RECORDS = 50_000  # spans or log records in one request
 MAX_TRACES = 1000
 MAX_LOGS = 100_000
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
@@ -44,7 +45,9 @@ class PayloadError(Exception):
         self.status, self.reason = status, reason
 
 
-def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
+def create_app(
+    settings: Settings, max_body: int = MAX_BODY, max_records: int = MAX_RECORDS
+) -> Starlette:
     store = Store(settings)
     readers = threading.local()  # one read-only connection per worker thread
 
@@ -54,13 +57,27 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
         return readers.conn
 
     def ingest(kind: str) -> Callable[[Request], Any]:
+        noun = "spans" if kind == "traces" else "logs"
+
         async def endpoint(request: Request) -> Response:
             is_json = False
             try:
                 is_json = _is_json(request)
                 body = await _read_body(request, max_body)
-                decoded = await run_in_threadpool(_decode, kind, body, is_json)
-                done = store.submit("spans" if kind == "traces" else "logs", decoded.rows)
+                message = await run_in_threadpool(_parse, kind, body, is_json)
+                items = decode.count(kind, message)
+                if items > max_records:
+                    raise PayloadError(413, "too_many_records",
+                                       f"the request holds {items} {noun}; at most {max_records} "
+                                       "in one request (--max-records)")  # fmt: skip
+                # Reserved before the rows are built: they are what takes the memory.
+                store.reserve(items)
+                try:
+                    decoded = await run_in_threadpool(_rows, kind, message)
+                except BaseException:
+                    store.release(items)
+                    raise
+                done = store.submit(noun, decoded.rows, items)
             except PayloadError as exc:
                 store.reject(exc.reason)
                 return _status(exc.status, str(exc), is_json)
@@ -202,12 +219,16 @@ def _gunzip(data: bytes, limit: int, too_large: PayloadError) -> bytes:
     return out
 
 
-def _decode(kind: str, body: bytes, is_json: bool) -> decode.Decoded:
+def _parse(kind: str, body: bytes, is_json: bool) -> Any:
     try:
-        message = decode.parse(kind, body, is_json)
-        return decode.span_rows(message) if kind == "traces" else decode.log_rows(message)
+        return decode.parse(kind, body, is_json)
     except decode.BadPayload as exc:
         raise PayloadError(400, "malformed", str(exc)) from exc
+
+
+def _rows(kind: str, message: Any) -> decode.Decoded:
+    try:
+        return decode.span_rows(message) if kind == "traces" else decode.log_rows(message)
     except (ValueError, TypeError) as exc:  # e.g. non-finite numbers in attributes
         raise PayloadError(400, "malformed", f"cannot store the {kind}: {exc}") from exc
 

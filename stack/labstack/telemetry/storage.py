@@ -141,16 +141,26 @@ class Store:
         self.conn.close()
         log.info("stopped with %(spans)d spans and %(logs)d logs stored", self.counts)
 
-    def submit(self, kind: str, rows: list[tuple]) -> Future:
-        """Queue rows ("spans" or "logs"); the future completes once they are committed."""
+    def reserve(self, items: int) -> None:
+        """Count `items` rows as pending before they are built; Busy if that is too many."""
+        with self._lock:
+            if self._pending + items > self.settings.max_pending:
+                raise Busy(f"{self._pending} rows waiting to be written")
+            self._pending += items
+
+    def release(self, items: int) -> None:
+        """Give back reserved rows that will not be submitted."""
+        with self._lock:
+            self._pending -= items
+
+    def submit(self, kind: str, rows: list[tuple], reserved: int) -> Future:
+        """Queue rows ("spans" or "logs") within `reserved`; the future completes once
+        they are committed."""
+        self.release(reserved - len(rows))
         future: Future = Future()
         if not rows:
             future.set_result(None)
             return future
-        with self._lock:
-            if self._pending + len(rows) > self.settings.max_pending and self._pending:
-                raise Busy(f"{self._pending} rows waiting to be written")
-            self._pending += len(rows)
         self._queue.put((kind, rows, future))
         return future
 
@@ -229,7 +239,7 @@ class Store:
                 self.conn.execute("ROLLBACK")
             failed = dict.fromkeys(range(len(batch)), exc)
         for i, (kind, rows, future) in enumerate(batch):
-            self._done(rows)
+            self.release(len(rows))
             if i in failed:
                 future.set_exception(failed[i])
                 continue
@@ -245,10 +255,6 @@ class Store:
         column = 3 if kind == "spans" else 1  # where the service name is in a row
         names = {(row[column],) for row in rows}
         self.conn.executemany("INSERT OR IGNORE INTO services VALUES (?)", names)
-
-    def _done(self, rows: list[tuple]) -> None:
-        with self._lock:
-            self._pending -= len(rows)
 
     def _insert_spans(self, rows: list[tuple]) -> None:
         self.conn.executemany(f"INSERT INTO spans VALUES ({', '.join('?' * 15)})", rows)
