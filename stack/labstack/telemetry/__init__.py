@@ -29,8 +29,9 @@ Retention: every --prune-interval seconds, and after any write that takes the us
 over --max-bytes, traces and logs older than --max-age go, then the oldest data while the
 used pages exceed --max-bytes; freed pages are returned to the file system (incremental
 vacuum) and the WAL is truncated. The WAL is checkpointed and cut back every quarter of
---max-bytes (at least 1 MiB, at most 64 MiB), so the files (DB + WAL) stay within about
-1.25 x --max-bytes plus one write batch (at most 20,000 rows, a few MiB).
+--max-bytes (at least 1 MiB, at most 64 MiB), so the files (DB + WAL) stay within
+--max-bytes + that WAL limit + about two write batches (at most 20,000 rows each, a few
+MiB), as long as no reader holds a snapshot for long (that delays checkpoints).
 
 Run: python -m labstack.telemetry --db PATH [--host 127.0.0.1] [--port 4318]
      [--max-age 3600] [--max-bytes 268435456] [--prune-interval 5] [--max-body 16777216]
