@@ -89,8 +89,8 @@ def create_app(
             except Exception as exc:  # noqa: BLE001 - e.g. disk full: the exporter retries 503
                 store.reject("write_failed")
                 return _status(503, f"could not write: {exc}", is_json, retry=True)
-            for reason, items in decoded.rejected.items():
-                store.reject(reason, items)
+            for reason, dropped in decoded.rejected.items():
+                store.reject(reason, dropped)
             return _export_response(kind, decoded.rejected, is_json)
 
         return endpoint
