@@ -104,9 +104,8 @@ def test_a_request_sqlite_refuses_fails_alone_in_its_group_commit(tmp_path):
         batch = [("logs", rows[0], Future()), ("logs", bad, Future()), ("logs", rows[1], Future())]
         store._write(batch)
         assert [f.exception() is None for _, _, f in batch] == [True, False, True]
-        assert store.conn.execute("SELECT service FROM logs ORDER BY service").fetchall() == [
-            ("a",), ("b",)
-        ]
+        stored = store.conn.execute("SELECT service FROM logs ORDER BY service").fetchall()
+        assert stored == [("a",), ("b",)]
     finally:
         store.conn.close()
 
