@@ -6,8 +6,13 @@ Accepts (OTLP/HTTP, loopback only):
     POST /v1/traces, /v1/logs   application/x-protobuf or application/json (OTLP/JSON: hex
                                 ids, lowerCamelCase or snake_case), optionally gzip.
     200 with the Export*ServiceResponse in the request's encoding, once the data is
-    committed; 400 malformed, 413 over --max-body (received or decompressed), 415 other
-    content types or encodings, 503 + Retry-After when the write queue is full.
+    committed; 400 malformed, 413 over --max-body (received or decompressed) or over
+    --max-records spans or log records (capped at --max-pending; the answer names the
+    limit), 415 other content types or encodings, 503 + Retry-After when the write queue
+    (--max-pending rows, counted before the rows are built) is full.
+    Items with invalid ids or timestamps over 2**63 - 1 ns (SQLite's INTEGER) are dropped
+    and counted in the 200's partialSuccess. Each request is written in its own savepoint
+    of the group commit: one that cannot be written fails alone.
 
 Query API (JSON):
     GET /health
@@ -17,13 +22,18 @@ Query API (JSON):
     GET /api/logs?request_id=&trace_id=&service=&instance=&level=&since=&until=&contains=&limit=
         the newest `limit` matching records, oldest first; level = that level or worse
     GET /api/services, GET /api/stats
-    A bad parameter gets 400 with {"error": "... one of ..."}.
+    A bad parameter gets 400 with {"error": "... one of ..."}: limit is ASCII digits,
+    since/until within +-9e9 s, min_duration_ms within 0..9e12.
 
-Retention: every --prune-interval seconds, traces and logs older than --max-age go, then
-the oldest data while the database's used pages exceed --max-bytes; freed pages are
-returned to the file system (incremental vacuum).
+Retention: every --prune-interval seconds, and after any write that takes the used pages
+over --max-bytes, traces and logs older than --max-age go, then the oldest data while the
+used pages exceed --max-bytes; freed pages are returned to the file system (incremental
+vacuum) and the WAL is truncated. The WAL is checkpointed and cut back every quarter of
+--max-bytes (at least 1 MiB, at most 64 MiB), so the files (DB + WAL) stay within
+--max-bytes + that WAL limit + about two write batches (at most 20,000 rows each, a few
+MiB), as long as no reader holds a snapshot for long (that delays checkpoints).
 
 Run: python -m labstack.telemetry --db PATH [--host 127.0.0.1] [--port 4318]
      [--max-age 3600] [--max-bytes 268435456] [--prune-interval 5] [--max-body 16777216]
-     [--max-pending 100000]
+     [--max-pending 100000] [--max-records 50000]
 """

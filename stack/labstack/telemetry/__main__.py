@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .server import MAX_BODY, create_app
+from .server import MAX_BODY, MAX_RECORDS, create_app
 from .storage import Settings
 
 
@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> None:
         default=100_000,
         help="rows waiting to be written before new requests get 503 (default 100000)",
     )
+    parser.add_argument(
+        "--max-records",
+        type=int,
+        default=MAX_RECORDS,
+        help="most spans or log records in one request, else 413; at most --max-pending"
+        f" (default {MAX_RECORDS})",
+    )
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -66,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         args.db, args.max_age, args.max_bytes, args.prune_interval, args.max_pending
     )
     uvicorn.run(
-        create_app(settings, args.max_body),
+        # a request larger than --max-pending could never be queued: 413, not endless 503s
+        create_app(settings, args.max_body, min(args.max_records, args.max_pending)),
         host=args.host,
         port=args.port,
         access_log=False,

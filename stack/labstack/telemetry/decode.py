@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ _LEVEL_ALIASES = {"trace": "debug", "warn": "warning", "err": "error", "fatal": 
 # OTLP/JSON carries these as hex; protobuf's JSON mapping wants base64.
 _ID_KEYS = {"traceId", "trace_id", "spanId", "span_id", "parentSpanId", "parent_span_id"}
 _HEX_ID = re.compile(r"(?:[0-9a-fA-F]{16}|[0-9a-fA-F]{32})?")
+MAX_TIME_NS = 2**63 - 1  # SQLite's largest INTEGER; OTLP's fixed64 goes to 2**64 - 1
 
 
 class BadPayload(ValueError):
@@ -44,7 +46,8 @@ class BadPayload(ValueError):
 @dataclass
 class Decoded:
     rows: list[tuple] = field(default_factory=list)
-    rejected: int = 0  # items dropped for invalid ids (reported as partial success)
+    # items dropped, by reason ("invalid_ids", "invalid_timestamps"): a partial success
+    rejected: Counter[str] = field(default_factory=Counter)
 
 
 def parse(kind: str, body: bytes, is_json: bool) -> Message:
@@ -77,13 +80,23 @@ def _hex_ids_to_base64(node: Any) -> Any:
     return node
 
 
+def count(kind: str, request: Any) -> int:
+    """How many spans or log records the request holds (cheap: no rows are built)."""
+    if kind == "traces":
+        return sum(len(s.spans) for g in request.resource_spans for s in g.scope_spans)
+    return sum(len(s.log_records) for g in request.resource_logs for s in g.scope_logs)
+
+
 def span_rows(request: ExportTraceServiceRequest) -> Decoded:
     out = Decoded()
     for service, instance, resource, span in _items(request.resource_spans, "spans"):
         if len(span.trace_id) != 16 or len(span.span_id) != 8:
-            out.rejected += 1
+            out.rejected["invalid_ids"] += 1
             continue
         start, end = span.start_time_unix_nano, span.end_time_unix_nano
+        if max(start, end) > MAX_TIME_NS:
+            out.rejected["invalid_timestamps"] += 1
+            continue
         events = [
             {"name": ev.name, "time": ev.time_unix_nano, "attributes": attributes(ev.attributes)}
             for ev in span.events
@@ -103,14 +116,17 @@ def log_rows(request: ExportLogsServiceRequest) -> Decoded:
     now = time.time_ns()
     for service, instance, resource, record in _items(request.resource_logs, "log_records"):
         if len(record.trace_id) not in (0, 16) or len(record.span_id) not in (0, 8):
-            out.rejected += 1
+            out.rejected["invalid_ids"] += 1
+            continue
+        time_ns = record.time_unix_nano or record.observed_time_unix_nano or now
+        if time_ns > MAX_TIME_NS:
+            out.rejected["invalid_timestamps"] += 1
             continue
         attrs = attributes(record.attributes)
         level = severity_level(record.severity_text, record.severity_number)
         body = any_value(record.body) if record.HasField("body") else ""
         out.rows.append((
-            record.time_unix_nano or record.observed_time_unix_nano or now,
-            service, instance, level, LEVELS.index(level) if level else 0,
+            time_ns, service, instance, level, LEVELS.index(level) if level else 0,
             record.severity_number,
             body if isinstance(body, str) else json.dumps(body),
             record.trace_id.hex(), record.span_id.hex(), request_id(attrs),

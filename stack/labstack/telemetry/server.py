@@ -8,6 +8,7 @@ import re
 import sqlite3
 import threading
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,10 +27,14 @@ from . import decode, queries
 from .storage import Busy, Settings, Store, connect
 
 MAX_BODY = 16 * 1024 * 1024  # bytes, both as received and once decompressed
+MAX_RECORDS = 50_000  # spans or log records in one request
 MAX_TRACES = 1000
 MAX_LOGS = 100_000
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
+# Query bounds whose nanoseconds fit SQLite's INTEGER (2**63 - 1 ns is about 9.2e9 s).
+MAX_SECONDS = 9e9
+MAX_DURATION_MS = 9e12
 
 
 class PayloadError(Exception):
@@ -40,7 +45,9 @@ class PayloadError(Exception):
         self.status, self.reason = status, reason
 
 
-def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
+def create_app(
+    settings: Settings, max_body: int = MAX_BODY, max_records: int = MAX_RECORDS
+) -> Starlette:
     store = Store(settings)
     readers = threading.local()  # one read-only connection per worker thread
 
@@ -50,13 +57,27 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
         return readers.conn
 
     def ingest(kind: str) -> Callable[[Request], Any]:
+        noun = "spans" if kind == "traces" else "logs"
+
         async def endpoint(request: Request) -> Response:
             is_json = False
             try:
                 is_json = _is_json(request)
                 body = await _read_body(request, max_body)
-                decoded = await run_in_threadpool(_decode, kind, body, is_json)
-                done = store.submit("spans" if kind == "traces" else "logs", decoded.rows)
+                message = await run_in_threadpool(_parse, kind, body, is_json)
+                items = decode.count(kind, message)
+                if items > max_records:
+                    raise PayloadError(413, "too_many_records",
+                                       f"the request holds {items} {noun}; at most {max_records} "
+                                       "in one request (--max-records)")  # fmt: skip
+                # Reserved before the rows are built: they are what takes the memory.
+                store.reserve(items)
+                try:
+                    decoded = await run_in_threadpool(_rows, kind, message)
+                except BaseException:
+                    store.release(items)
+                    raise
+                done = store.submit(noun, decoded.rows, items)
             except PayloadError as exc:
                 store.reject(exc.reason)
                 return _status(exc.status, str(exc), is_json)
@@ -68,8 +89,8 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
             except Exception as exc:  # noqa: BLE001 - e.g. disk full: the exporter retries 503
                 store.reject("write_failed")
                 return _status(503, f"could not write: {exc}", is_json, retry=True)
-            if decoded.rejected:
-                store.reject("invalid_ids", decoded.rejected)
+            for reason, dropped in decoded.rejected.items():
+                store.reject(reason, dropped)
             return _export_response(kind, decoded.rejected, is_json)
 
         return endpoint
@@ -83,9 +104,9 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
         found = queries.traces(
             reader(),
             service=params.text("service"),
-            since=params.number("since"),
-            until=params.number("until"),
-            min_duration_ms=params.number("min_duration_ms"),
+            since=params.number("since", -MAX_SECONDS, MAX_SECONDS),
+            until=params.number("until", -MAX_SECONDS, MAX_SECONDS),
+            min_duration_ms=params.number("min_duration_ms", 0, MAX_DURATION_MS),
             error=None if status is None else status == "error",
             limit=params.limit(20, MAX_TRACES),
         )
@@ -109,8 +130,8 @@ def create_app(settings: Settings, max_body: int = MAX_BODY) -> Starlette:
             service=params.text("service"),
             instance=params.text("instance"),
             level=params.choice("level", decode.LEVELS),
-            since=params.number("since"),
-            until=params.number("until"),
+            since=params.number("since", -MAX_SECONDS, MAX_SECONDS),
+            until=params.number("until", -MAX_SECONDS, MAX_SECONDS),
             contains=params.text("contains"),
             limit=params.limit(1000, MAX_LOGS),
         )
@@ -198,27 +219,39 @@ def _gunzip(data: bytes, limit: int, too_large: PayloadError) -> bytes:
     return out
 
 
-def _decode(kind: str, body: bytes, is_json: bool) -> decode.Decoded:
+def _parse(kind: str, body: bytes, is_json: bool) -> Any:
     try:
-        message = decode.parse(kind, body, is_json)
-        return decode.span_rows(message) if kind == "traces" else decode.log_rows(message)
+        return decode.parse(kind, body, is_json)
     except decode.BadPayload as exc:
         raise PayloadError(400, "malformed", str(exc)) from exc
+
+
+def _rows(kind: str, message: Any) -> decode.Decoded:
+    try:
+        return decode.span_rows(message) if kind == "traces" else decode.log_rows(message)
     except (ValueError, TypeError) as exc:  # e.g. non-finite numbers in attributes
         raise PayloadError(400, "malformed", f"cannot store the {kind}: {exc}") from exc
 
 
-def _export_response(kind: str, rejected: int, is_json: bool) -> Response:
+REJECTED = {
+    "invalid_ids": "invalid trace or span ids",
+    "invalid_timestamps": f"timestamps over {decode.MAX_TIME_NS} ns",
+}
+
+
+def _export_response(kind: str, rejected: Counter[str], is_json: bool) -> Response:
+    total = rejected.total()
     if kind == "traces":
         message: Any = ExportTraceServiceResponse()
-        if rejected:
-            message.partial_success.rejected_spans = rejected
+        if total:
+            message.partial_success.rejected_spans = total
     else:
         message = ExportLogsServiceResponse()
-        if rejected:
-            message.partial_success.rejected_log_records = rejected
-    if rejected:
-        message.partial_success.error_message = "items with invalid trace or span ids"
+        if total:
+            message.partial_success.rejected_log_records = total
+    if total:
+        reasons = ", ".join(f"{n} with {REJECTED[reason]}" for reason, n in rejected.items())
+        message.partial_success.error_message = f"items rejected: {reasons}"
     return _encode(message, 200, is_json)
 
 
@@ -256,7 +289,7 @@ class Params:
     def text(self, name: str) -> str | None:
         return self.query.get(name) or None
 
-    def number(self, name: str) -> float | None:
+    def number(self, name: str, low: float, high: float) -> float | None:
         value = self.text(name)
         if value is None:
             return None
@@ -264,8 +297,10 @@ class Params:
             number = float(value)
         except ValueError:
             raise BadParam(f"{name} must be a number, not {value!r}") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise BadParam(f"{name} must be a finite number, not {value!r}")
+        if not low <= number <= high:  # NaN fails this too
+            raise BadParam(
+                f"{name} must be a finite number from {low:g} to {high:g}, not {value!r}"
+            )
         return number
 
     def choice(self, name: str, valid: tuple[str, ...]) -> str | None:
@@ -278,6 +313,7 @@ class Params:
         value = self.text("limit")
         if value is None:
             return default
-        if not value.isdigit() or not 1 <= int(value) <= most:
+        # ASCII digits only: str.isdigit() and int() also take e.g. "²" and "٣"
+        if not re.fullmatch(r"[0-9]{1,9}", value) or not 1 <= int(value) <= most:
             raise BadParam(f"limit must be a whole number from 1 to {most}, not {value!r}")
         return int(value)

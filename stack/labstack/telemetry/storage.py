@@ -110,7 +110,12 @@ class Store:
         self.conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a crash of this process (not a power cut).
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA journal_size_limit = 67108864")
+        # The WAL is checkpointed, and cut back to this size, every wal_limit bytes, so
+        # that it adds at most about a quarter to --max-bytes (plus one write batch).
+        wal_limit = min(max(settings.max_bytes // 4, 1 << 20), 64 << 20)
+        self.conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
+        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
+        self.conn.execute(f"PRAGMA wal_autocheckpoint = {wal_limit // page_size}")
         self.conn.executescript(SCHEMA)
         self.counts = {
             "spans": self.conn.execute("SELECT count(*) FROM spans").fetchone()[0],
@@ -136,16 +141,26 @@ class Store:
         self.conn.close()
         log.info("stopped with %(spans)d spans and %(logs)d logs stored", self.counts)
 
-    def submit(self, kind: str, rows: list[tuple]) -> Future:
-        """Queue rows ("spans" or "logs"); the future completes once they are committed."""
+    def reserve(self, items: int) -> None:
+        """Count `items` rows as pending before they are built; Busy if that is too many."""
+        with self._lock:
+            if self._pending + items > self.settings.max_pending:
+                raise Busy(f"{self._pending} rows waiting to be written")
+            self._pending += items
+
+    def release(self, items: int) -> None:
+        """Give back reserved rows that will not be submitted."""
+        with self._lock:
+            self._pending -= items
+
+    def submit(self, kind: str, rows: list[tuple], reserved: int) -> Future:
+        """Queue rows ("spans" or "logs") within `reserved`; the future completes once
+        they are committed."""
+        self.release(reserved - len(rows))
         future: Future = Future()
         if not rows:
             future.set_result(None)
             return future
-        with self._lock:
-            if self._pending + len(rows) > self.settings.max_pending and self._pending:
-                raise Busy(f"{self._pending} rows waiting to be written")
-            self._pending += len(rows)
         self._queue.put((kind, rows, future))
         return future
 
@@ -195,7 +210,8 @@ class Store:
                 size += len(item[1])
             if batch:
                 self._write(batch)
-            if time.monotonic() >= next_prune:
+            over = bool(batch) and used_bytes(self.conn) > self.settings.max_bytes
+            if over or time.monotonic() >= next_prune:
                 try:
                     self.prune()
                 except sqlite3.Error:
@@ -203,34 +219,42 @@ class Store:
                 next_prune = time.monotonic() + self.settings.prune_interval
 
     def _write(self, batch: list[tuple[str, list[tuple], Future]]) -> None:
+        """Commit the batch together; a request that cannot be written fails alone."""
+        failed: dict[int, Exception] = {}
         try:
             self.conn.execute("BEGIN IMMEDIATE")
-            for kind, rows, _ in batch:
-                if kind == "spans":
-                    self._insert_spans(rows)
-                else:
-                    self.conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * 12)})", rows)
-                column = 3 if kind == "spans" else 1  # where the service name is in a row
-                names = {(row[column],) for row in rows}
-                self.conn.executemany("INSERT OR IGNORE INTO services VALUES (?)", names)
+            for i, (kind, rows, _) in enumerate(batch):
+                self.conn.execute("SAVEPOINT request")
+                try:
+                    self._insert(kind, rows)
+                except (sqlite3.Error, OverflowError) as exc:  # e.g. a value SQLite cannot hold
+                    log.exception("writing a request of %d %s failed", len(rows), kind)
+                    self.conn.execute("ROLLBACK TO request")
+                    failed[i] = exc
+                self.conn.execute("RELEASE request")
             self.conn.execute("COMMIT")
         except Exception as exc:  # noqa: BLE001 - the clients must hear of it, not lose it
             log.exception("writing %d requests failed", len(batch))
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            for _, rows, future in batch:
-                self._done(rows)
-                future.set_exception(exc)
-            return
-        for kind, rows, future in batch:
+            failed = dict.fromkeys(range(len(batch)), exc)
+        for i, (kind, rows, future) in enumerate(batch):
+            self.release(len(rows))
+            if i in failed:
+                future.set_exception(failed[i])
+                continue
             self.counts[kind] += len(rows)
             self.accepted[kind] += len(rows)
-            self._done(rows)
             future.set_result(None)
 
-    def _done(self, rows: list[tuple]) -> None:
-        with self._lock:
-            self._pending -= len(rows)
+    def _insert(self, kind: str, rows: list[tuple]) -> None:
+        if kind == "spans":
+            self._insert_spans(rows)
+        else:
+            self.conn.executemany(f"INSERT INTO logs VALUES ({', '.join('?' * 12)})", rows)
+        column = 3 if kind == "spans" else 1  # where the service name is in a row
+        names = {(row[column],) for row in rows}
+        self.conn.executemany("INSERT OR IGNORE INTO services VALUES (?)", names)
 
     def _insert_spans(self, rows: list[tuple]) -> None:
         self.conn.executemany(f"INSERT INTO spans VALUES ({', '.join('?' * 15)})", rows)
@@ -287,9 +311,11 @@ class Store:
             deleted += self._delete_logs("ORDER BY rowid", (), n_logs, "size")
             if not deleted:
                 break
-        # Give freed pages back to the file system, then let the WAL shrink.
-        self.conn.execute("PRAGMA incremental_vacuum(2000)").fetchall()
-        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        if self.conn.execute("PRAGMA freelist_count").fetchone()[0]:
+            # Give all freed pages back to the file system (executescript runs the pragma
+            # to the end; execute() would free one page per step), then cut the WAL back.
+            self.conn.executescript("PRAGMA incremental_vacuum")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _oldest_traces(self, where: str, args: tuple, limit: int) -> list[tuple[str]]:
         sql = f"SELECT trace_id FROM traces {where} ORDER BY start_ns LIMIT ?"
