@@ -30,7 +30,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from labkit.errors import LabError
+from labkit.ports import ensure_free
 from labkit.telemetry import Telemetry
+from labkit.topology import Endpoint
 from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +67,8 @@ class StoreProcess:
 
 
 def start_store(tmp_path: Path, host: str, *flags: str) -> StoreProcess:
+    # another run's store on this address would answer our health check and our tests
+    ensure_free([(f"a test telemetry store on {host}", Endpoint(host, PORT))])
     log_path = tmp_path / f"store-{host}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "stack"),
                                                                     os.environ.get("PYTHONPATH")]))}
