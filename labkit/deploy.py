@@ -23,7 +23,15 @@ from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
 from .registry import Registry
 from .rollout import Rollout, check
-from .shifting import PRESETS, Splits, Weights, check_weights, describe, preset
+from .shifting import (
+    PRESETS,
+    Splits,
+    Weights,
+    check_split,
+    check_weights,
+    describe,
+    preset,
+)
 from .topology import INFRA, MAX_REPLICAS, SERVICES, Service, check_replicas, service
 from .versions import SLOTS, ReleaseFiles
 
@@ -123,18 +131,22 @@ class Deployments:
         "tenth", "half" or "full" of it to version `to`; or "off" to send to the whole fleet
         again. Written in one etcd transaction and confirmed from Traefik's API."""
         svc = service(name)
+        # every argument is checked before the lock is taken: a bad call leaves etcd unchanged
+        if isinstance(weights, str):
+            if weights != OFF and weights not in PRESETS:
+                raise LabError(f"unknown preset {weights!r}; valid: "
+                               f"{', '.join(PRESETS)}, {OFF!r}, or a dict of weights")
+        elif to is not None:
+            raise LabError("to= goes with a preset ('tenth', 'half', 'full'), "
+                           "not with explicit weights")
+        else:
+            check_split(svc, weights)
         with DeploymentLock(self.etcd, svc.name, f"shift {weights}"):
             if weights == OFF:
                 return self._apply(svc, None)
             if isinstance(weights, str):
-                if weights not in PRESETS:
-                    raise LabError(f"unknown preset {weights!r}; valid: "
-                                   f"{', '.join(PRESETS)}, {OFF!r}, or a dict of weights")
                 weights = preset(weights, to, self.splits.current(svc), svc,
                                  self._majority(svc, exclude=to))
-            elif to is not None:
-                raise LabError("to= goes with a preset ('tenth', 'half', 'full'), "
-                               "not with explicit weights")
             return self._apply(svc, weights)
 
     def rollback(self, name: str) -> Weights | None:
