@@ -20,6 +20,7 @@ from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
 from .kv import etcd_client
+from .load import check as check_load
 from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
@@ -218,6 +219,7 @@ class Lab:
         """
         target, host = gateway_target(url)
         options.setdefault("host", host)
+        check_load(target, **options)  # an unknown option too is a LabError, not a TypeError
         return run_load(target, **options)
 
     def grpc_channel(self, name: str, balancing: str = "round_robin") -> grpc.Channel:
@@ -240,7 +242,8 @@ class Lab:
         """Like load(), in the background and starting now: change the stack while traffic
         flows, then call .result() on the returned future for the DataFrame. Up to
         MAX_BACKGROUND_LOADS run at once; one more is refused with a LabError."""
-        gateway_target(url)  # a bad URL is refused here, not from .result()
+        target, host = gateway_target(url)  # bad arguments are refused here, not from .result()
+        check_load(target, **{"host": host, **options})
         return self._loads.submit(self.load, url, **options)
 
     # ---- telemetry ---------------------------------------------------------

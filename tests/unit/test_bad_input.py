@@ -4,6 +4,7 @@ backend is a fake that records every call, and HTTP, etcd and load sending are r
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -181,6 +182,14 @@ def test_a_load_target_is_a_url_string(lab_and_contacts, url):
             match="'http://echo.localhost/'")
 
 
+@pytest.mark.parametrize("options", [{"rps": 5, "sconds": 2}, {"rps": math.nan},
+                                     {"concurrency": 2, "seconds": math.inf}, {}])
+def test_load_options_are_checked_before_anything_is_sent(lab_and_contacts, options):
+    refused(lab_and_contacts, lambda lab: lab.load(ECHO, **options))
+    refused(lab_and_contacts, lambda lab: lab.start_load(ECHO, **options))
+    assert lab_and_contacts[0]._loads.running() == 0
+
+
 @pytest.mark.parametrize("weights", [{"v1": -1}, {"v1": math.nan}, {"v9": 10}, {"v1": 0},
                                      {}, "most", 7, {"v1": 1.5}])
 def test_shift_weights_are_checked_before_the_deployment_lock(lab_and_contacts, weights):
@@ -220,6 +229,7 @@ NOT_WEIGHTS = st.one_of(
         for w in d.values())),
 )
 ECHO = "http://echo.localhost/"
+LOAD_OPTIONS = set(inspect.signature(load_module.run_load).parameters)
 
 Call = Callable[[Lab], Any]
 BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
@@ -247,6 +257,10 @@ BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
     NOT_A_URL.map(lambda v: lambda lab: lab.load(v, rps=5)),
     NOT_A_URL.map(lambda v: lambda lab: lab.start_load(v, rps=5)),
     NOT_AN_RPS.map(lambda v: lambda lab: lab.load(ECHO, rps=v)),
+    NOT_AN_RPS.map(lambda v: lambda lab: lab.start_load(ECHO, rps=v)),
+    NOT_DURATION.map(lambda v: lambda lab: lab.start_load(ECHO, concurrency=2, seconds=v)),
+    st.text(min_size=1, max_size=8).filter(lambda v: v.isidentifier() and v not in LOAD_OPTIONS)
+    .map(lambda v: lambda lab: lab.load(ECHO, rps=5, **{v: 1})),
     NOT_WEIGHTS.map(lambda v: lambda lab: lab.shift("echo", v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.policies.timeout("echo", response_header=v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.policies.retry("echo", initial_interval=v)),
