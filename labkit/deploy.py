@@ -24,9 +24,10 @@ from .mirroring import Mirrors, check_percent
 from .registry import Registry
 from .rollout import Rollout, check
 from .shifting import (
-    PRESETS,
+    OFF,
     Splits,
     Weights,
+    check_preset,
     check_split,
     check_weights,
     describe,
@@ -37,7 +38,6 @@ from .versions import SLOTS, ReleaseFiles
 
 VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by",
                    "mirrored_pct", "about"]
-OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fleet again
 
 
 class Deployments:
@@ -133,9 +133,8 @@ class Deployments:
         svc = service(name)
         # every argument is checked before the lock is taken: a bad call leaves etcd unchanged
         if isinstance(weights, str):
-            if weights != OFF and weights not in PRESETS:
-                raise LabError(f"unknown preset {weights!r}; valid: "
-                               f"{', '.join(PRESETS)}, {OFF!r}, or a dict of weights")
+            if weights != OFF:
+                check_preset(svc, weights, to)
         elif to is not None:
             raise LabError("to= goes with a preset ('tenth', 'half', 'full'), "
                            "not with explicit weights")
@@ -182,6 +181,9 @@ class Deployments:
         """Copy `percent`% of the requests to version `to` (its answers are dropped), or stop
         mirroring with to=None. Returns (version, percent) now mirrored to, or None."""
         svc = service(name)
+        if to is not None:  # checked before the lock: a bad call leaves etcd unchanged
+            svc.release(to)
+            percent = check_percent(percent)
         with DeploymentLock(self.etcd, svc.name, f"mirror to {to}"):
             current = self.mirrors.current(svc)
             if to is None:
@@ -189,8 +191,6 @@ class Deployments:
                     self.mirrors.stop(svc)
                     self.progress(f"{svc.name}: mirroring to {current[0]} stopped")
                 return None
-            svc.release(to)
-            percent = check_percent(percent)
             if current is not None:
                 raise LabError(f"{svc.name} already mirrors {current[1]}% of its traffic to "
                                f"{current[0]}; stop it first with "

@@ -37,6 +37,7 @@ from .topology import Service
 
 Weights = dict[str, int]
 PRESETS = {"tenth": 10, "half": 50, "full": 100}  # the original's namerd dtabs
+OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fleet again
 HISTORY_LIMIT = 20
 
 
@@ -82,14 +83,22 @@ def check_weights(svc: Service, weights: object, running: dict[str, int]) -> Wei
     return split
 
 
+def check_preset(svc: Service, name: str, to: object) -> str:
+    """A known preset with a known version `to`; returns that version."""
+    if name not in PRESETS:
+        raise LabError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}, {OFF!r}, "
+                       f"or a dict of weights")
+    if to is None:
+        raise LabError(f"preset {name!r} needs to=<version>, e.g. "
+                       f"lab.shift({svc.name!r}, {name!r}, to='v2')")
+    return svc.release(to).version
+
+
 def preset(name: str, to: object, current: Weights | None, svc: Service,
            majority: str) -> Weights:
     """'tenth', 'half' or 'full' of the traffic to version `to`, the rest to the version
     carrying most of it now (`majority` when no split is in force)."""
-    if to is None:
-        raise LabError(f"preset {name!r} needs to=<version>, e.g. "
-                       f"lab.shift({svc.name!r}, {name!r}, to='v2')")
-    to = svc.release(to).version
+    to = check_preset(svc, name, to)
     share = PRESETS[name]
     if share == 100:
         return {to: 100}

@@ -196,6 +196,16 @@ def test_shift_weights_are_checked_before_the_deployment_lock(lab_and_contacts, 
     refused(lab_and_contacts, lambda lab: lab.shift("echo", weights))
 
 
+@pytest.mark.parametrize(("preset", "to"), [("half", None), ("half", "v9"), ("full", 2)])
+def test_a_preset_needs_a_known_version_before_the_deployment_lock(lab_and_contacts, preset, to):
+    refused(lab_and_contacts, lambda lab: lab.shift("echo", preset, to=to), match="v1, v2|to=")
+
+
+@pytest.mark.parametrize(("to", "percent"), [("v9", 10), ("v2", 0), ("v2", 101), ("v2", 5.5)])
+def test_mirroring_is_checked_before_the_deployment_lock(lab_and_contacts, to, percent):
+    refused(lab_and_contacts, lambda lab: lab.mirror("echo", to, percent))
+
+
 # ---- the property: whatever is wrong, a LabError and nothing changed -------------------
 
 _GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
@@ -262,6 +272,11 @@ BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
     st.text(min_size=1, max_size=8).filter(lambda v: v.isidentifier() and v not in LOAD_OPTIONS)
     .map(lambda v: lambda lab: lab.load(ECHO, rps=5, **{v: 1})),
     NOT_WEIGHTS.map(lambda v: lambda lab: lab.shift("echo", v)),
+    st.tuples(st.sampled_from(sorted(PRESETS)), ANYTHING.filter(
+        lambda v: not (isinstance(v, str) and v in ("v1", "v2", "v3")))).map(
+        lambda p: lambda lab: lab.shift("echo", p[0], to=p[1])),
+    ANYTHING.filter(lambda v: not (type(v) is int and 1 <= v <= 100)).map(
+        lambda v: lambda lab: lab.mirror("echo", "v2", v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.policies.timeout("echo", response_header=v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.policies.retry("echo", initial_interval=v)),
     ANYTHING.filter(lambda v: not (type(v) is int and v >= 1)).map(
