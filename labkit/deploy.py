@@ -23,13 +23,21 @@ from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
 from .registry import Registry
 from .rollout import Rollout, check
-from .shifting import PRESETS, Splits, Weights, check_weights, describe, preset
+from .shifting import (
+    OFF,
+    Splits,
+    Weights,
+    check_preset,
+    check_split,
+    check_weights,
+    describe,
+    preset,
+)
 from .topology import INFRA, MAX_REPLICAS, SERVICES, Service, check_replicas, service
 from .versions import SLOTS, ReleaseFiles
 
 VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by",
                    "mirrored_pct", "about"]
-OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fleet again
 
 
 class Deployments:
@@ -123,18 +131,21 @@ class Deployments:
         "tenth", "half" or "full" of it to version `to`; or "off" to send to the whole fleet
         again. Written in one etcd transaction and confirmed from Traefik's API."""
         svc = service(name)
+        # every argument is checked before the lock is taken: a bad call leaves etcd unchanged
+        if isinstance(weights, str):
+            if weights != OFF:
+                check_preset(svc, weights, to)
+        elif to is not None:
+            raise LabError("to= goes with a preset ('tenth', 'half', 'full'), "
+                           "not with explicit weights")
+        else:
+            check_split(svc, weights)
         with DeploymentLock(self.etcd, svc.name, f"shift {weights}"):
             if weights == OFF:
                 return self._apply(svc, None)
             if isinstance(weights, str):
-                if weights not in PRESETS:
-                    raise LabError(f"unknown preset {weights!r}; valid: "
-                                   f"{', '.join(PRESETS)}, {OFF!r}, or a dict of weights")
                 weights = preset(weights, to, self.splits.current(svc), svc,
                                  self._majority(svc, exclude=to))
-            elif to is not None:
-                raise LabError("to= goes with a preset ('tenth', 'half', 'full'), "
-                               "not with explicit weights")
             return self._apply(svc, weights)
 
     def rollback(self, name: str) -> Weights | None:
@@ -170,6 +181,9 @@ class Deployments:
         """Copy `percent`% of the requests to version `to` (its answers are dropped), or stop
         mirroring with to=None. Returns (version, percent) now mirrored to, or None."""
         svc = service(name)
+        if to is not None:  # checked before the lock: a bad call leaves etcd unchanged
+            svc.release(to)
+            percent = check_percent(percent)
         with DeploymentLock(self.etcd, svc.name, f"mirror to {to}"):
             current = self.mirrors.current(svc)
             if to is None:
@@ -177,8 +191,6 @@ class Deployments:
                     self.mirrors.stop(svc)
                     self.progress(f"{svc.name}: mirroring to {current[0]} stopped")
                 return None
-            svc.release(to)
-            percent = check_percent(percent)
             if current is not None:
                 raise LabError(f"{svc.name} already mirrors {current[1]}% of its traffic to "
                                f"{current[0]}; stop it first with "

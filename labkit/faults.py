@@ -18,14 +18,15 @@ import httpx
 import pandas as pd
 
 from . import durations
-from .backends.base import Backend
+from .backends.base import Backend, require_up
 from .errors import LabError
-from .topology import SERVICES, Service, service
+from .topology import SERVICES, Service, check_instance, service
 
 Progress = Callable[[str], None]
 
 BEHAVIOUR_FAULTS = ("latency", "jitter", "distribution", "error_rate", "unready")
 DISTRIBUTIONS = ("fixed", "uniform", "exponential")
+MAX_SLOW_START_S = 300.0
 
 
 def behaviour_body(**faults: object) -> dict:
@@ -99,8 +100,8 @@ class Faults:
         return pid
 
     def slow_start(self, name: str, instance: int, seconds: float | str) -> None:
+        seconds = durations.seconds(seconds, "slow start", maximum=MAX_SLOW_START_S)
         svc, _pid = self._running(name, instance)
-        seconds = durations.seconds(seconds, "slow start")
         path = self.backend.faults_file(svc, instance)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"slow_start_s": seconds}))
@@ -156,8 +157,10 @@ class Faults:
 
     def _running(self, name: str, instance: int) -> tuple[Service, int]:
         svc = service(name)
+        check_instance(svc, instance)
+        require_up(self.backend)  # after every check of the arguments: bad ones never reach it
         active = self.backend.active_slots(svc)
-        if isinstance(instance, bool) or instance not in active:
+        if instance not in active:
             raise LabError(f"{name} has no running instance {instance!r}; running instances: "
                            f"{', '.join(map(str, active)) or 'none'}")
         return svc, self.backend.instance_pid(svc, instance)

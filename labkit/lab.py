@@ -12,7 +12,7 @@ import grpc
 import pandas as pd
 
 from . import grpc_client, links
-from .backends.base import Backend
+from .backends.base import Backend, require_up
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
 from .deploy import Deployments
@@ -20,6 +20,7 @@ from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
 from .kv import etcd_client
+from .load import check as check_load
 from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
@@ -135,7 +136,7 @@ class Lab:
     def scale(self, name: str, replicas: int) -> pd.DataFrame:
         """Run exactly `replicas` instances of a service; returns its registry view."""
         svc, replicas = service(name), check_replicas(replicas)
-        self._require_up()
+        require_up(self.backend)
         active = self.backend.active_slots(svc)
         to_start = [s for s in range(1, replicas + 1) if s not in active]
         to_stop = [s for s in active if s > replicas]
@@ -170,45 +171,39 @@ class Lab:
     def kill(self, name: str, instance: int, restart: bool = True) -> int:
         """Crash one instance (SIGKILL). supervisord restarts it unless restart=False.
         Returns the killed pid."""
-        self._require_up()
         return self._faults.crash(name, instance, restart=restart)
 
     def pause(self, name: str, instance: int) -> int:
         """Hang one instance (SIGSTOP): alive but unresponsive. Returns its pid."""
-        self._require_up()
         return self._faults.hang(name, instance)
 
     def resume(self, name: str, instance: int) -> int:
         """SIGCONT a paused instance. Returns its pid."""
-        self._require_up()
         return self._faults.resume(name, instance)
 
     def stop(self, name: str, instance: int) -> int:
         """Stop one instance gracefully (SIGTERM: it deregisters, drains, exits)."""
-        self._require_up()
         return self._faults.stop(name, instance)
 
     def fault(self, name: str, instance: int, **faults: object) -> dict:
         """Change how a running instance behaves, e.g. latency="200ms", jitter="50ms",
         distribution="uniform", error_rate=0.2, unready=True. Returns its fault state."""
-        self._require_up()
         return self._faults.inject(name, instance, **faults)
 
     def slow_start(self, name: str, instance: int, seconds: float | str) -> None:
         """Restart an instance that then stays unready for `seconds` (a slow warm-up)."""
-        self._require_up()
         self._faults.slow_start(name, instance, seconds)
 
     def faults(self) -> pd.DataFrame:
         """Every fault in force: one row per instance and fault."""
-        self._require_up()
+        require_up(self.backend)
         return self._faults.list()
 
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
         service's declared version and replica count, and the gateway's declared routes and
         health checks. Policies (lab.policies) stay: clear them with lab.policies.clear."""
-        self._require_up()
+        require_up(self.backend)
         self._deployments.reset()
         self._faults.heal()
         self.gateway.write_routes()  # the declared routes and health checks
@@ -224,6 +219,7 @@ class Lab:
         """
         target, host = gateway_target(url)
         options.setdefault("host", host)
+        check_load(target, **options)  # an unknown option too is a LabError, not a TypeError
         return run_load(target, **options)
 
     def grpc_channel(self, name: str, balancing: str = "round_robin") -> grpc.Channel:
@@ -246,7 +242,8 @@ class Lab:
         """Like load(), in the background and starting now: change the stack while traffic
         flows, then call .result() on the returned future for the DataFrame. Up to
         MAX_BACKGROUND_LOADS run at once; one more is refused with a LabError."""
-        gateway_target(url)  # a bad URL is refused here, not from .result()
+        target, host = gateway_target(url)  # bad arguments are refused here, not from .result()
+        check_load(target, **{"host": host, **options})
         return self._loads.submit(self.load, url, **options)
 
     # ---- telemetry ---------------------------------------------------------
@@ -299,14 +296,14 @@ class Lab:
 
     def versions(self, name: str) -> pd.DataFrame:
         """Per version of a service: instances running and registered, share of the traffic."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.versions(name)
 
     def deploy(self, name: str, version: str, replicas: int) -> pd.DataFrame:
         """Run `replicas` instances of `version` beside the others (blue/green). With no split
         in force, traffic is pinned to the version serving now first: the new instances get
         none until `shift` sends them some. Returns `versions(name)`."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.deploy(name, version, replicas)
 
     def shift(self, name: str, weights: dict[str, float] | str,
@@ -314,19 +311,19 @@ class Lab:
         """Split the traffic between versions: {"v1": 90, "v2": 10}; or a preset, "tenth",
         "half" or "full" of it to version `to`; or "off" to route to the whole fleet again.
         One etcd transaction, confirmed from Traefik's API before it returns."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.shift(name, weights, to)
 
     def rollback(self, name: str) -> dict[str, int] | None:
         """Undo the last shift in one call (again to go one further back)."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.rollback(name)
 
     def mirror(self, name: str, to: str | None, percent: int = 100) -> tuple[str, int] | None:
         """Copy `percent`% of the requests to version `to` (shadow traffic: its answers are
         dropped, clients get the usual ones); to=None stops. Shifts and rollouts are refused
         while mirroring."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.mirror(name, to, percent)
 
     def canary(self, name: str, to: str, steps: Sequence[int] = (5, 25, 50, 100),
@@ -336,7 +333,7 @@ class Lab:
         seconds of the caller's traffic from Prometheus: the canary's error ratio and p95
         against `slo` and against the version it replaces. Promotes at 100, or rolls back at
         the first failed step. Returns one row per step with the evidence and decision."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.canary(name, to, list(steps), interval, slo, min_requests)
 
     def rollout(self, name: str, version: str, batch: int = 1, surge: int = 1,
@@ -345,13 +342,8 @@ class Lab:
         new ones must be routed before old ones drain (deregister, finish, exit). Raises
         labkit.rollout.RolloutAborted (with `.report`) after rolling back if new instances
         are not routed within `ready_timeout` seconds. Returns one row per round."""
-        self._require_up()
+        require_up(self.backend)
         return self._deployments.rollout(name, version, batch, surge, ready_timeout)
-
-    def _require_up(self) -> None:
-        if not self.backend.is_up():
-            raise LabError("the stack is not running; start it with labkit.connect() or "
-                           "'labkit up'")
 
 
 def _traced(name: str | None) -> str | None:
@@ -368,6 +360,9 @@ def _traced(name: str | None) -> str | None:
 def gateway_target(url: str) -> tuple[str, str | None]:
     """Map http://<name>.localhost/... (or grpc://<name>.localhost) to the gateway's address
     plus a Host header (the authority, for gRPC)."""
+    if not isinstance(url, str):
+        raise LabError(f"a URL is a string such as 'http://echo.localhost/' or "
+                       f"'grpc://routeguide.localhost', not {url!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https", "grpc") or not parts.hostname:
         raise LabError(f"not an HTTP or gRPC URL: {url!r} "

@@ -17,6 +17,7 @@ second to avoid coordinated omission.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import sys
 import threading
@@ -118,6 +119,19 @@ def _ok(df: pd.DataFrame) -> pd.Series:
 def _instance_labels(df: pd.DataFrame) -> pd.Series:
     # A response without X-Instance (e.g. the gateway's own 502) still needs a visible label.
     return df["instance"].replace("", "(none)")
+
+
+def check(url: str, **options: object) -> None:
+    """Refuse (LabError) what `run_load(url, **options)` would refuse, before anything is sent:
+    an unknown option, or a bad value for one."""
+    signature = inspect.signature(run_load)
+    unknown = sorted(set(options) - set(signature.parameters))
+    if unknown:
+        valid = ", ".join(p for p in signature.parameters if p != "url")
+        raise LabError(f"unknown load option {', '.join(unknown)}; valid options: {valid}")
+    bound = signature.bind(url, **options)
+    bound.apply_defaults()
+    _validate(*(bound.arguments[p] for p in inspect.signature(_validate).parameters))
 
 
 def _validate(

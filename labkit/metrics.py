@@ -7,16 +7,18 @@ own message, never a traceback from the HTTP layer.
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 
 import httpx
 import pandas as pd
 
 from . import durations
-from .errors import LabError
+from .errors import LabError, check_text
 from .topology import INFRA
 
+MAX_QUERY_CHARS = 10_000  # a query travels in the URL, which httpx caps at 64 KB
 MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
 _WHEN = "unix seconds, a datetime, or a duration ago such as '30s', '5m' or '1h30m'"
 
@@ -29,14 +31,14 @@ def timestamp(value: float | str | datetime | pd.Timestamp | None, now: float,
     """
     if value is None:
         return now
-    if isinstance(value, datetime):  # pd.Timestamp is a datetime too
-        return pd.Timestamp(value).timestamp()
+    if isinstance(value, datetime):  # pd.Timestamp is a datetime too; naive means UTC
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
     if isinstance(value, str):
         try:
             return now - durations.seconds(value, what)
         except LabError:
             raise LabError(f"{what} must be {_WHEN}; got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise LabError(f"{what} must be {_WHEN}; got {value!r}")
     return float(value)
 
@@ -61,6 +63,7 @@ class Prometheus:
         if not isinstance(promql, str) or not promql.strip():
             raise LabError("a PromQL expression is required, e.g. 'up' or "
                            "'sum by (code) (rate(traefik_service_requests_total[30s]))'")
+        check_text(promql, "a PromQL expression", MAX_QUERY_CHARS)
         now = time.time()
         if start is None:
             if step is not None:

@@ -37,6 +37,7 @@ from .topology import Service
 
 Weights = dict[str, int]
 PRESETS = {"tenth": 10, "half": 50, "full": 100}  # the original's namerd dtabs
+OFF = "off"  # shift(service, "off"): no split, the router sends to the whole fleet again
 HISTORY_LIMIT = 20
 
 
@@ -48,23 +49,31 @@ def history_key(svc: Service) -> str:
     return f"labkit/deployments/{svc.name}/history"
 
 
-def check_weights(svc: Service, weights: object, running: dict[str, int]) -> Weights:
-    """Whole-number weights >= 0 per known version, summing to more than 0, each version with
-    a weight above 0 having an instance to send it to. Returned without the zero weights."""
-    example = "e.g. {'v1': 90, 'v2': 10}"
+EXAMPLE = "e.g. {'v1': 90, 'v2': 10}"
+
+
+def check_split(svc: Service, weights: object) -> Weights:
+    """Whole-number weights >= 0 per known version, summing to more than 0 (checked without
+    the stack). Returned without the zero weights."""
     if not isinstance(weights, dict) or not weights:
-        raise LabError(f"weights must be a dict of version to weight ({example}) or one of the "
+        raise LabError(f"weights must be a dict of version to weight ({EXAMPLE}) or one of the "
                        f"presets {', '.join(PRESETS)} with to=<version>; got {weights!r}")
     for version, weight in weights.items():
         svc.release(version)  # names the service's versions if unknown
         if (isinstance(weight, bool) or not isinstance(weight, int | float)
                 or not math.isfinite(weight) or weight < 0 or weight != int(weight)):
-            raise LabError(f"the weight of {version} must be a whole number >= 0 ({example}), "
+            raise LabError(f"the weight of {version} must be a whole number >= 0 ({EXAMPLE}), "
                            f"got {weight!r}")
     split = {v: int(w) for v, w in weights.items() if w > 0}
     if not split:
         raise LabError(f"the weights sum to zero: at least one version needs a weight above 0 "
-                       f"({example})")
+                       f"({EXAMPLE})")
+    return split
+
+
+def check_weights(svc: Service, weights: object, running: dict[str, int]) -> Weights:
+    """`check_split`, and each version with a weight above 0 has an instance to send it to."""
+    split = check_split(svc, weights)
     idle = [v for v in split if not running.get(v)]
     if idle:
         counts = ", ".join(f"{v}: {n}" for v, n in running.items() if n) or "none"
@@ -74,14 +83,22 @@ def check_weights(svc: Service, weights: object, running: dict[str, int]) -> Wei
     return split
 
 
+def check_preset(svc: Service, name: str, to: object) -> str:
+    """A known preset with a known version `to`; returns that version."""
+    if name not in PRESETS:
+        raise LabError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}, {OFF!r}, "
+                       f"or a dict of weights")
+    if to is None:
+        raise LabError(f"preset {name!r} needs to=<version>, e.g. "
+                       f"lab.shift({svc.name!r}, {name!r}, to='v2')")
+    return svc.release(to).version
+
+
 def preset(name: str, to: object, current: Weights | None, svc: Service,
            majority: str) -> Weights:
     """'tenth', 'half' or 'full' of the traffic to version `to`, the rest to the version
     carrying most of it now (`majority` when no split is in force)."""
-    if to is None:
-        raise LabError(f"preset {name!r} needs to=<version>, e.g. "
-                       f"lab.shift({svc.name!r}, {name!r}, to='v2')")
-    to = svc.release(to).version
+    to = check_preset(svc, name, to)
     share = PRESETS[name]
     if share == 100:
         return {to: 100}

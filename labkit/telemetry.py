@@ -17,11 +17,12 @@ import httpx
 import pandas as pd
 
 from . import durations
-from .errors import LabError
+from .errors import LabError, check_text
 from .metrics import timestamp
 from .topology import INFRA
 
 STATUSES = ("ok", "error")
+MAX_FILTER_CHARS = 1000  # a filter travels in the query string, which httpx caps at 64 KB
 LEVELS = ("debug", "info", "warning", "error", "critical")
 TRACE_COLUMNS = ["trace_id", "start", "duration_ms", "root_service", "root_name",
                  "span_count", "services", "error"]  # fmt: skip
@@ -62,7 +63,7 @@ class Telemetry:
         seconds. status: "ok" or "error".
         """
         params = {
-            "service": service,
+            "service": _text("service", service),
             "since": _when(since, "since"),
             "until": _when(until, "until"),
             "min_duration_ms": (None if min_duration is None
@@ -109,14 +110,14 @@ class Telemetry:
         contains: a case-insensitive substring of the body.
         """
         params = {
-            "request_id": request_id,
-            "trace_id": trace_id,
-            "service": service,
-            "instance": instance,
+            "request_id": _text("request_id", request_id),
+            "trace_id": _text("trace_id", trace_id),
+            "service": _text("service", service),
+            "instance": _text("instance", instance),
             "level": _choice("level", level, LEVELS),
             "since": _when(since, "since"),
             "until": _when(until, "until"),
-            "contains": contains,
+            "contains": _text("contains", contains),
             "limit": _limit(limit, 100_000),
         }
         found = self._get("/api/logs", params)
@@ -161,6 +162,10 @@ def _message(response: httpx.Response) -> str:
 
 def _when(value: When, what: str) -> float | None:
     return None if value is None else timestamp(value, time.time(), what)
+
+
+def _text(name: str, value: str | None) -> str | None:
+    return None if value is None else check_text(value, name, MAX_FILTER_CHARS)
 
 
 def _choice(name: str, value: str | None, valid: tuple[str, ...]) -> str | None:

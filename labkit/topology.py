@@ -197,6 +197,14 @@ def check_replicas(n: object) -> int:
     return n
 
 
+def check_instance(svc: Service, n: object) -> int:
+    """An instance number (a slot) of `svc`, 1..MAX_REPLICAS, or an error saying what is valid."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPLICAS:
+        raise LabError(f"{svc.name}'s instance numbers are whole numbers from 1 to "
+                       f"{MAX_REPLICAS} (echo-2 is instance 2), got {n!r}")
+    return n
+
+
 @cache
 def loopback_aliases_work() -> bool:
     """Linux routes all of 127.0.0.0/8 to lo; macOS only has 127.0.0.1 without aliases."""

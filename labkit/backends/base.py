@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from ..errors import LabError
 from ..topology import Service
 
 Progress = Callable[[str], None]
@@ -84,3 +85,10 @@ class Backend(Protocol):
 
     def log_tail(self, program: str, lines: int = 20) -> str:
         """The last lines of a program's log (e.g. "echo-2", "traefik"), for error messages."""
+
+
+def require_up(backend: Backend) -> None:
+    """Refuse (LabError) to act on a stack that is not running."""
+    if not backend.is_up():
+        raise LabError("the stack is not running; start it with labkit.connect() or "
+                       "'labkit up'")

@@ -51,10 +51,11 @@ def test_start_load_runs_loads_together_up_to_the_limit(tmp_path, monkeypatch):
     try:
         with pytest.raises(LabError, match="not an HTTP or gRPC URL"):
             lab.start_load("echo.localhost")
-        futures = [lab.start_load("http://echo.localhost/") for _ in range(MAX_BACKGROUND_LOADS)]
+        futures = [lab.start_load("http://echo.localhost/", rps=5)
+                   for _ in range(MAX_BACKGROUND_LOADS)]
         assert all(running.acquire(timeout=2) for _ in futures)
         with pytest.raises(LabError, match=f"the most at once is {MAX_BACKGROUND_LOADS}"):
-            lab.start_load("http://echo.localhost/")
+            lab.start_load("http://echo.localhost/", rps=5)
         release.set()
         assert {f.result(timeout=2) for f in futures} == {"http://echo.localhost/"}
     finally:
