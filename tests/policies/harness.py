@@ -6,6 +6,8 @@ Traefik's entry points on 127.0.0.1:185xx, backends on 127.0.6.1 and 127.0.6.2.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
 import threading
 import time
@@ -51,6 +53,7 @@ class Backend:
         self.hits = 0  # requests other than health checks
         self.address = (host, 0)
         self.server: ThreadingHTTPServer | None = None
+        self.connections: set[socket.socket] = set()  # open keep-alive connections
         self.start()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -58,6 +61,14 @@ class Backend:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                backend.connections.add(self.connection)
+
+            def finish(self) -> None:
+                backend.connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 request = self.path != "/health"
@@ -91,6 +102,10 @@ class Backend:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
+        # a dead process's connections die with it: the gateway's pooled ones too
+        for connection in list(self.connections):
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     @property
     def url(self) -> str:
