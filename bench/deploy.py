@@ -21,11 +21,11 @@ import psutil
 from common import running_lab
 
 from labkit.lab import Lab
-from labkit.topology import INFRA
+from labkit.topology import infra
 
 
 def sequential_client(stop: threading.Event, seen: list[tuple[float, str]]) -> None:
-    with httpx.Client(base_url=INFRA.gateway.url, headers={"Host": "echo.localhost"}) as client:
+    with httpx.Client(base_url=infra().gateway.url, headers={"Host": "echo.localhost"}) as client:
         while not stop.is_set():
             sent = time.monotonic()
             seen.append((sent, client.get("/").headers.get("x-version", "")))

@@ -20,7 +20,7 @@ import psutil
 from common import running_lab
 
 from labkit.lab import Lab
-from labkit.topology import INFRA
+from labkit.topology import infra
 
 WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -82,7 +82,7 @@ def main() -> None:
         heavy = None
         if shutil.which("wrk"):
             heavy = [wrk(direct_url, None, args.seconds, args.connections),
-                     wrk(f"{INFRA.gateway.url}/", "echo.localhost", args.seconds,
+                     wrk(f"{infra().gateway.url}/", "echo.localhost", args.seconds,
                          args.connections)]
         lab.scale("echo", 3)
 

@@ -15,7 +15,7 @@ import psutil
 from common import running_lab
 from gateway_overhead import wrk
 
-from labkit.topology import INFRA
+from labkit.topology import infra
 
 RATES = (100, 200, 400, 600, 800, 1000)
 MAX_LATE_MS = 10.0
@@ -45,7 +45,7 @@ def main() -> None:
             rows.append(sustained(frame, rps, args.seconds))
         wrk_row = None
         if shutil.which("wrk"):
-            wrk_row = wrk(f"{INFRA.gateway.url}/", "echo.localhost", args.seconds, 16)
+            wrk_row = wrk(f"{infra().gateway.url}/", "echo.localhost", args.seconds, 16)
 
     print(f"labkit open loop through the gateway to echo x3, {args.seconds:g} s per rate, "
           f"{psutil.cpu_count()} cores")

@@ -11,7 +11,7 @@ import pandas as pd
 from . import links
 from .errors import LabError
 from .lab import Lab
-from .topology import INFRA, INFRA_COMPONENTS, MAX_REPLICAS, SERVICES
+from .topology import INFRA_COMPONENTS, MAX_REPLICAS, SERVICES, infra
 
 
 def _programs() -> str:
@@ -64,14 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             lab.up()
-            print(f"  {links.GATEWAY:40} {INFRA.gateway.address} (Host: echo.localhost)")
+            print(f"  {links.GATEWAY:40} {infra().gateway.address} (Host: echo.localhost)")
             for name, url in links.pages().items():
                 print(f"  {name:40} {url}")
         elif args.command == "down":
             lab.down()
         elif args.command == "status":
             frame = lab.status()
-            print(frame.to_string(index=False) if len(frame) else "the stack is not running")
+            if len(frame):
+                print(f"lab in block {lab.backend.block} (127.{lab.backend.block}.0.0/16), "
+                      f"state folder {lab.backend.state}")
+                print(frame.to_string(index=False))
+            else:
+                print("the stack is not running")
         elif args.command == "scale":
             print(lab.scale(args.service, args.replicas).to_string(index=False))
         elif args.command == "logs":

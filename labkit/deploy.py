@@ -33,7 +33,7 @@ from .shifting import (
     describe,
     preset,
 )
-from .topology import INFRA, MAX_REPLICAS, SERVICES, Service, check_replicas, service
+from .topology import MAX_REPLICAS, SERVICES, Service, check_replicas, infra, service
 from .versions import SLOTS, ReleaseFiles
 
 VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by",
@@ -43,12 +43,12 @@ VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by"
 class Deployments:
     def __init__(self, backend: Backend, progress: Callable[[str], None],
                  etcd: etcd3gw.Etcd3Client,
-                 traefik_api_url: str = INFRA.traefik_api.url,
+                 traefik_api_url: str | None = None,
                  prometheus: Prometheus | None = None):
         self.backend = backend
         self.progress = progress
         self.etcd = etcd  # the caller's: it closes it
-        self.api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
+        self.api = httpx.Client(base_url=traefik_api_url or infra().traefik_api.url, timeout=2.0)
         self.splits = Splits(self.etcd, self.api)
         self.mirrors = Mirrors(self.etcd, self.api)
         self.releases = ReleaseFiles(backend)

@@ -13,7 +13,7 @@ import httpx
 from . import keyspace
 from .errors import LabError
 from .kv import etcd_client, put_atomically, transact
-from .topology import INFRA, SERVICES, Service
+from .topology import SERVICES, Service, infra
 from .topology import service as known_service
 from .waits import wait_for
 
@@ -80,8 +80,8 @@ def api_get(api: httpx.Client, path: str) -> dict | None:
 class Gateway:
     """Writes the routes, and reads Traefik's view through one reused API client."""
 
-    def __init__(self, api_url: str = INFRA.traefik_api.url, timeout: float = 2.0):
-        self.api = httpx.Client(base_url=api_url, timeout=timeout)
+    def __init__(self, api_url: str | None = None, timeout: float = 2.0):
+        self.api = httpx.Client(base_url=api_url or infra().traefik_api.url, timeout=timeout)
 
     def close(self) -> None:
         """Close the connection to Traefik's API."""

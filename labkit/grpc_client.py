@@ -32,7 +32,7 @@ from etcd3gw.exceptions import Etcd3Exception
 from .errors import LabError
 from .kv import etcd_client
 from .registry import PREFIX, Registry
-from .topology import INFRA, Endpoint
+from .topology import Endpoint, infra
 from .topology import service as topology_service
 
 log = logging.getLogger("labkit.grpc")
@@ -335,7 +335,7 @@ def registry_channel(
     if registry is not None and etcd_endpoint is not None:
         raise LabError("pass either registry or etcd_endpoint, not both")
     if registry is None:
-        registry = Registry(etcd_client(_as_endpoint(etcd_endpoint or INFRA.etcd)))
+        registry = Registry(etcd_client(_as_endpoint(etcd_endpoint or infra().etcd)))
     where = f"etcd at {registry.etcd.host}:{registry.etcd.port}"
     try:
         addresses = _addresses(registry, service)
@@ -351,13 +351,14 @@ def registry_channel(
     return DiscoveredChannel(service, balancing, registry, addresses)
 
 
-def gateway_channel(service: str, gateway: str = INFRA.gateway.address) -> grpc.Channel:
+def gateway_channel(service: str, gateway: str | None = None) -> grpc.Channel:
     """A channel through Traefik: h2c to the gateway, routed by authority `<service>.localhost`.
 
     The gateway balances each call over the instances, so the client needs no policy.
     """
     return grpc.insecure_channel(
-        gateway, options=[("grpc.default_authority", topology_service(service).host_rule)]
+        gateway or infra().gateway.address,
+        options=[("grpc.default_authority", topology_service(service).host_rule)],
     )
 
 

@@ -7,11 +7,13 @@ from collections.abc import Mapping
 
 import etcd3gw
 
-from .topology import INFRA, Endpoint
+from .topology import Endpoint, infra
 
 
-def etcd_client(endpoint: Endpoint = INFRA.etcd,
+def etcd_client(endpoint: Endpoint | None = None,
                 timeout: float | None = 2.0) -> etcd3gw.Etcd3Client:
+    """A client of `endpoint`, by default this process's lab's etcd."""
+    endpoint = endpoint or infra().etcd
     return etcd3gw.client(host=endpoint.host, port=endpoint.port, timeout=timeout, api_path="/v3/")
 
 

@@ -26,17 +26,22 @@ from .metrics import Prometheus
 from .policies import Policies
 from .registry import Registry
 from .telemetry import Telemetry, When
-from .topology import INFRA, SERVICES, check_replicas, service
+from .topology import SERVICES, check_replicas, infra, service
 
 MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
 GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
-INFRA_ADDRESSES = {
-    "etcd": INFRA.etcd.address,
-    "promsd": INFRA.promsd.address,
-    "prometheus": INFRA.prometheus.address,
-    "telemetry": INFRA.telemetry.address,
-    "traefik": f"{INFRA.gateway.address} (api {INFRA.traefik_api.address})",
-}
+
+
+def infra_addresses() -> dict[str, str]:
+    """Where each infrastructure component of this process's lab listens, for `status`."""
+    at = infra()
+    return {
+        "etcd": at.etcd.address,
+        "promsd": at.promsd.address,
+        "prometheus": at.prometheus.address,
+        "telemetry": at.telemetry.address,
+        "traefik": f"{at.gateway.address} (api {at.traefik_api.address})",
+    }
 
 
 def _say(message: str) -> None:
@@ -48,21 +53,29 @@ class Lab:
                  progress: Callable[[str], None] = _say):
         self.backend = backend or LocalBackend()
         self.progress = progress
+        self._loads = BackgroundJobs(MAX_BACKGROUND_LOADS, "background loads")
+        self._open_clients()
+
+    def _open_clients(self) -> None:
+        """Clients of the lab's components, at the addresses of the backend's block."""
         self._etcd = etcd_client()  # one client for the registry, policies and deployments
         self.registry = Registry(self._etcd)
-        self._faults = Faults(self.backend, progress)
-        self._loads = BackgroundJobs(MAX_BACKGROUND_LOADS, "background loads")
+        self._faults = Faults(self.backend, self.progress)
         self.gateway = Gateway()
         self.policies = Policies(self._etcd)  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
         self.telemetry = Telemetry()  # traces and logs, from the telemetry store
-        self._deployments = Deployments(self.backend, progress, self._etcd,
+        self._deployments = Deployments(self.backend, self.progress, self._etcd,
                                         prometheus=self.prometheus)
         self.uis = links.uis()
 
     def close(self) -> None:
         """Close every client this Lab opened; the stack keeps running (down() stops it).
         A closed Lab cannot be used again: make a new one with labkit.connect()."""
+        self._close_clients()
+        self.backend.close()
+
+    def _close_clients(self) -> None:
         self._faults.close()
         self._deployments.close()
         self.gateway.close()
@@ -70,7 +83,6 @@ class Lab:
         self.prometheus.close()
         self.telemetry.close()
         self._etcd.session.close()
-        self.backend.close()
 
     def __enter__(self) -> Lab:
         return self
@@ -93,8 +105,11 @@ class Lab:
             self.backend.up(self.progress)
             self.progress("stack already running")
             return self
-        started = time.monotonic()
+        started, block = time.monotonic(), self.backend.block
         self.backend.up(self.progress)
+        if self.backend.block != block:  # another lab took that block first: follow the move
+            self._close_clients()
+            self._open_clients()
         self.progress(f"stack healthy in {time.monotonic() - started:.1f} s")
         return self
 
@@ -118,7 +133,7 @@ class Lab:
                     continue  # an unused replica slot
                 kind, address = svc.name, svc.endpoint(slot).address
             else:
-                kind, address = "infrastructure", INFRA_ADDRESSES.get(component, "")
+                kind, address = "infrastructure", infra_addresses().get(component, "")
             running = proc["statename"] == "RUNNING"
             rows.append({
                 "component": component,
@@ -370,7 +385,7 @@ def gateway_target(url: str) -> tuple[str, str | None]:
     if not parts.hostname.endswith(".localhost"):
         return url, None
     scheme = "grpc" if parts.scheme == "grpc" else "http"
-    gateway = urlunsplit((scheme, INFRA.gateway.address, parts.path or "/", parts.query, ""))
+    gateway = urlunsplit((scheme, infra().gateway.address, parts.path or "/", parts.query, ""))
     return gateway, parts.hostname
 
 

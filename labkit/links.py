@@ -10,31 +10,31 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from .topology import INFRA
+from .topology import infra
 
 GATEWAY = "gateway (Traefik entry point)"  # an address for clients (send a Host header), no page
 
 
 def pages() -> dict[str, str]:
     """The pages to open in a browser: name -> URL."""
-    traefik = f"{INFRA.traefik_api.url}/dashboard/"
+    traefik = f"{infra().traefik_api.url}/dashboard/"
     return {
         "Traefik dashboard": traefik,
         "the gateway's routes (Traefik dashboard)": f"{traefik}#/http/routers",
         "Prometheus": prometheus_graph(),
-        "Prometheus targets": f"{INFRA.prometheus.url}/classic/targets",
-        "Prometheus recording rules": f"{INFRA.prometheus.url}/classic/rules",
-        "telemetry store (query API)": f"{INFRA.telemetry.url}/api/stats",
-        "etcd (registry) health": f"{INFRA.etcd.url}/health",
+        "Prometheus targets": f"{infra().prometheus.url}/classic/targets",
+        "Prometheus recording rules": f"{infra().prometheus.url}/classic/rules",
+        "telemetry store (query API)": f"{infra().telemetry.url}/api/stats",
+        "etcd (registry) health": f"{infra().etcd.url}/health",
     }
 
 
 def prometheus_graph(expr: str | None = None) -> str:
     """Prometheus's graph page, showing `expr` as a graph when one is given."""
-    page = f"{INFRA.prometheus.url}/classic/graph"
+    page = f"{infra().prometheus.url}/classic/graph"
     return f"{page}?{urlencode({'g0.expr': expr, 'g0.tab': 0})}" if expr else page
 
 
 def uis() -> dict[str, str]:
     """`lab.uis`: the gateway's entry point, which code sends requests to, and every page."""
-    return {GATEWAY: INFRA.gateway.url, **pages()}
+    return {GATEWAY: infra().gateway.url, **pages()}

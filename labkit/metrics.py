@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import durations
 from .errors import LabError, check_text
-from .topology import INFRA
+from .topology import infra
 
 MAX_QUERY_CHARS = 10_000  # a query travels in the URL, which httpx caps at 64 KB
 MAX_POINTS = 11_000  # Prometheus refuses range queries with more points per series
@@ -44,7 +44,8 @@ def timestamp(value: float | str | datetime | pd.Timestamp | None, now: float,
 
 
 class Prometheus:
-    def __init__(self, url: str = INFRA.prometheus.url, timeout: float = 10.0):
+    def __init__(self, url: str | None = None, timeout: float = 10.0):
+        url = url or infra().prometheus.url  # default: this process's lab
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=timeout)
 

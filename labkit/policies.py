@@ -22,7 +22,7 @@ from .kv import etcd_client
 from .policy_keys import MIDDLEWARES, POLICY_NAMES
 from .policy_served import ServedPolicies
 from .readback import ReadBack
-from .topology import INFRA
+from .topology import infra
 from .topology import service as known_service
 
 STRATEGIES = ("wrr", "p2c")
@@ -71,10 +71,10 @@ class Policies:
     """Set, inspect and remove a service's resilience policies at the gateway."""
 
     def __init__(
-        self, etcd: etcd3gw.Etcd3Client | None = None, traefik_api_url: str = INFRA.traefik_api.url
+        self, etcd: etcd3gw.Etcd3Client | None = None, traefik_api_url: str | None = None
     ):
         self.etcd = etcd if etcd is not None else etcd_client()
-        self.api = httpx.Client(base_url=traefik_api_url, timeout=2.0)
+        self.api = httpx.Client(base_url=traefik_api_url or infra().traefik_api.url, timeout=2.0)
         self.served = ServedPolicies(self.api)
         self.readback = ReadBack(self.etcd)
 

@@ -19,7 +19,7 @@ import pandas as pd
 from . import durations
 from .errors import LabError, check_text
 from .metrics import timestamp
-from .topology import INFRA
+from .topology import infra
 
 STATUSES = ("ok", "error")
 MAX_FILTER_CHARS = 1000  # a filter travels in the query string, which httpx caps at 64 KB
@@ -39,7 +39,8 @@ When: TypeAlias = float | str | datetime | pd.Timestamp | None
 class Telemetry:
     """A client of the telemetry store's query API (`python -m labstack.telemetry`)."""
 
-    def __init__(self, url: str = INFRA.telemetry.url, timeout: float = 5.0) -> None:
+    def __init__(self, url: str | None = None, timeout: float = 5.0) -> None:
+        url = url or infra().telemetry.url  # default: this process's lab
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=timeout)
 

@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass
 from functools import cache
 
+from . import blocks
 from .errors import LabError
 
 MAX_REPLICAS = 10
@@ -79,28 +80,26 @@ class Service:
     def host_rule(self) -> str:
         return f"{self.name}.localhost"
 
-    def endpoint(self, slot: int) -> Endpoint:
-        """Where instance `slot` listens: its own address, or a distinct port on 127.0.0.1."""
-        if loopback_aliases_work():
-            return Endpoint(f"127.0.{self.subnet}.{slot}", self.port)
-        return Endpoint("127.0.0.1", self.port + 100 * slot)
+    def endpoint(self, slot: int, block: int | None = None) -> Endpoint:
+        """Where instance `slot` listens: 127.<block>.<subnet>.<slot> (see `place`)."""
+        return place(self.port, self.subnet, slot, block)
 
-    def metrics_endpoint(self, slot: int) -> Endpoint:
-        main = self.endpoint(slot)
+    def metrics_endpoint(self, slot: int, block: int | None = None) -> Endpoint:
+        main = self.endpoint(slot, block)
         if self.metrics_port is None:
             return main
         return Endpoint(main.host, self.metrics_port + main.port - self.port)
 
-    def admin_endpoint(self, slot: int) -> Endpoint:
-        main = self.endpoint(slot)
+    def admin_endpoint(self, slot: int, block: int | None = None) -> Endpoint:
+        main = self.endpoint(slot, block)
         return Endpoint(main.host, main.port + self.admin_offset)
 
-    def endpoints(self, slot: int) -> dict[str, Endpoint]:
+    def endpoints(self, slot: int, block: int | None = None) -> dict[str, Endpoint]:
         """Every address instance `slot` binds, by purpose (to check they are free)."""
         return {
-            "": self.endpoint(slot),
-            " admin": self.admin_endpoint(slot),
-            " metrics": self.metrics_endpoint(slot),
+            "": self.endpoint(slot, block),
+            " admin": self.admin_endpoint(slot, block),
+            " metrics": self.metrics_endpoint(slot, block),
         }
 
     @property
@@ -127,17 +126,53 @@ class Service:
 
 @dataclass(frozen=True)
 class Infra:
-    """Addresses of the infrastructure components (all on 127.0.0.1)."""
+    """Addresses of the infrastructure components of one lab (all on 127.<block>.0.1)."""
 
-    etcd: Endpoint = Endpoint("127.0.0.1", 2379)
-    etcd_peer: Endpoint = Endpoint("127.0.0.1", 2380)
-    gateway: Endpoint = Endpoint("127.0.0.1", 8000)
-    traefik_api: Endpoint = Endpoint("127.0.0.1", 8081)
-    promsd: Endpoint = Endpoint("127.0.0.1", 8082)
+    etcd: Endpoint
+    etcd_peer: Endpoint
+    gateway: Endpoint
+    traefik_api: Endpoint
+    promsd: Endpoint
+    prometheus: Endpoint
+    telemetry: Endpoint
+
+    def named(self) -> dict[str, Endpoint]:
+        """Every address the infrastructure binds, by what binds it (to check they are free)."""
+        return {
+            "etcd": self.etcd, "etcd peer": self.etcd_peer, "promsd": self.promsd,
+            "prometheus": self.prometheus, "telemetry": self.telemetry,
+            "traefik web": self.gateway, "traefik api": self.traefik_api,
+        }
+
+
+INFRA_PORTS = {
+    "etcd": 2379, "etcd_peer": 2380, "gateway": 8000, "traefik_api": 8081, "promsd": 8082,
     # 9095, not 9090: a system Prometheus installed by the OS package may hold 9090
-    prometheus: Endpoint = Endpoint("127.0.0.1", 9095)
+    "prometheus": 9095,
     # the standard OTLP/HTTP port: services and Traefik export traces and logs here
-    telemetry: Endpoint = Endpoint("127.0.0.1", 4318)
+    "telemetry": 4318,
+}
+# Without loopback aliases (stock macOS) every lab shares 127.0.0.1: lab k shifts each port
+# by k * FALLBACK_STRIDE; a unit test checks that blocks 0..FALLBACK_BLOCKS-1 never overlap.
+FALLBACK_STRIDE = 11
+FALLBACK_BLOCKS = 8
+
+
+def place(port: int, subnet: int = 0, slot: int = 1, block: int | None = None) -> Endpoint:
+    """The address of slot `slot` in subnet `subnet` of a lab's block (subnet 0 holds the
+    infrastructure): 127.<block>.<subnet>.<slot>, or a distinct port on 127.0.0.1."""
+    k = blocks.current() if block is None else block
+    if loopback_aliases_work():
+        return Endpoint(f"127.{k}.{subnet}.{slot}", port)
+    if k >= FALLBACK_BLOCKS:
+        raise LabError(f"only 127.0.0.1 is bindable here (no loopback aliases), where labs "
+                       f"share one address: blocks 0 to {FALLBACK_BLOCKS - 1} exist, not {k}")
+    return Endpoint("127.0.0.1", port + (100 * slot if subnet else 0) + FALLBACK_STRIDE * k)
+
+
+def infra(block: int | None = None) -> Infra:
+    """The infrastructure's addresses in `block` (default: this process's lab)."""
+    return Infra(**{name: place(port, block=block) for name, port in INFRA_PORTS.items()})
 
 
 @dataclass(frozen=True)
@@ -174,7 +209,6 @@ SERVICES: dict[str, Service] = {
         ),
     )
 }
-INFRA = Infra()
 RULES = RecordingRules()
 INFRA_COMPONENTS = ("etcd", "promsd", "prometheus", "telemetry", "traefik")
 

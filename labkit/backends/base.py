@@ -22,6 +22,7 @@ Progress = Callable[[str], None]
 class Backend(Protocol):
     name: str
     state: Path  # the lab's state folder: generated configuration, logs, release files
+    block: int  # the lab's address block (labkit.blocks): 127.<block>.0.0/16
 
     # ---- lifecycle ----------------------------------------------------------
 

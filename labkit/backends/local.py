@@ -22,34 +22,30 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import paths
+from .. import block_claims, blocks, paths
 from ..errors import LabError
 from ..gateway import Gateway
 from ..ports import ensure_free
 from ..registry import Registry
-from ..topology import INFRA, INFRA_COMPONENTS, SERVICES, Endpoint, Service
+from ..topology import INFRA_COMPONENTS, SERVICES, Endpoint, Service, infra
 from ..waits import wait_for
 from . import local_config
 from .base import Progress
 from .local_config import infra_name, instance_name
 from .supervisor import ACTIVE_STATES, FAILED_STATES, Supervisor
 
-HEALTH_URLS = {
-    "etcd": f"{INFRA.etcd.url}/health",
-    "promsd": f"{INFRA.promsd.url}/health",
-    "prometheus": f"{INFRA.prometheus.url}/-/ready",
-    "telemetry": f"{INFRA.telemetry.url}/health",
-    "traefik": f"{INFRA.traefik_api.url}/ping",
-}
-INFRA_ENDPOINTS = {
-    "etcd": INFRA.etcd,
-    "etcd peer": INFRA.etcd_peer,
-    "promsd": INFRA.promsd,
-    "prometheus": INFRA.prometheus,
-    "telemetry": INFRA.telemetry,
-    "traefik web": INFRA.gateway,
-    "traefik api": INFRA.traefik_api,
-}
+
+def health_url(component: str) -> str:
+    at = infra()
+    return {
+        "etcd": f"{at.etcd.url}/health",
+        "promsd": f"{at.promsd.url}/health",
+        "prometheus": f"{at.prometheus.url}/-/ready",
+        "telemetry": f"{at.telemetry.url}/health",
+        "traefik": f"{at.traefik_api.url}/ping",
+    }[component]
+
+
 START_TIMEOUT = 20.0
 REPLICAS_FILE = "replicas.json"  # the replica count asked for each service (scale, or up)
 TELEMETRY_FILES = ("telemetry.sqlite", "telemetry.sqlite-wal", "telemetry.sqlite-shm")
@@ -62,6 +58,15 @@ class LocalBackend:
     def __init__(self, state: Path | None = None):
         self.state = state or paths.state_dir()
         self.supervisor = Supervisor(self.state / "supervisor.sock")
+        # LABKIT_BLOCK if set, else the block this state folder's lab records (it may run),
+        # else, for now, the first free one: `up` claims it, or the next free if another lab
+        # took it meanwhile. Every client labkit makes talks to this process's block.
+        fixed = blocks.from_environment()
+        if fixed is None:
+            fixed = blocks.recorded(self.state)
+        self.block_is_fixed = fixed is not None
+        self.block = block_claims.first_free() if fixed is None else fixed
+        blocks.use(self.block)
 
     @cached_property
     def gateway(self) -> Gateway:
@@ -86,12 +91,22 @@ class LocalBackend:
     def up(self, progress: Progress) -> None:
         """Start the whole stack; a no-op for components already running."""
         if self.is_up():
+            running = blocks.recorded(self.state)
+            if running is not None and running != self.block:
+                raise LabError(f"the lab in {self.state} runs on block {running}, but "
+                               f"{blocks.BLOCK_ENV} asks for {self.block}: 'labkit down' first, "
+                               f"or unset {blocks.BLOCK_ENV}")
             self._start_infra(progress)
             return
-        self._reap_strays()
-        ensure_free(self._endpoints_needed())
+        claim = self._claim_block()
         try:
-            self._start_supervisord(progress)
+            self._reap_strays()
+            ensure_free(self._endpoints_needed())
+        except BaseException:
+            claim.release()
+            raise
+        try:
+            self._start_supervisord(progress, claim)
             self._start_infra(progress)
             launched = time.monotonic()
             initial = {s: list(range(1, s.replicas + 1)) for s in SERVICES.values()}
@@ -103,6 +118,17 @@ class LocalBackend:
             # nothing half-way: a failed start leaves nothing running
             self.down(lambda _msg: None)
             raise
+
+    def _claim_block(self) -> block_claims.Claim:
+        if self.block_is_fixed:
+            return block_claims.claim(self.block, self.state)
+        claim = block_claims.try_claim(self.block, self.state)
+        if claim is None:  # another lab started meanwhile and took it
+            claim = block_claims.claim_first_free(self.state)
+            self.block = claim.block
+            blocks.use(self.block)
+            self.close()  # the clients of the old block
+        return claim
 
     def down(self, progress: Progress) -> None:
         if self.is_up():
@@ -118,6 +144,7 @@ class LocalBackend:
             progress(f"reaped {reaped} leftover process(es)")
         for leftover in ("supervisor.sock", "supervisord.pid"):
             (self.state / leftover).unlink(missing_ok=True)
+        blocks.forget(self.state)
 
     def _stop_everything(self) -> None:
         """Instances first (they deregister while etcd still runs), then the infrastructure.
@@ -139,13 +166,14 @@ class LocalBackend:
         )
 
     def _endpoints_needed(self) -> list[tuple[str, Endpoint]]:
-        needed = list(INFRA_ENDPOINTS.items())
+        needed = list(infra().named().items())
         for service in SERVICES.values():
             needed += instance_endpoints(service, range(1, service.replicas + 1))
         return needed
 
-    def _start_supervisord(self, progress: Progress) -> None:
-        progress(f"writing configuration to {self.state}")
+    def _start_supervisord(self, progress: Progress, claim: block_claims.Claim) -> None:
+        """Start supervisord, which inherits the block's claim and holds it while it lives."""
+        progress(f"block {self.block}: writing configuration to {self.state}")
         # the registry is rebuilt from live instances (stale records would lie); so are the
         # metrics (after a restart Prometheus writes no staleness markers, so the last values
         # of a previous run's recorded series would count for 5 minutes), and the logs and
@@ -157,19 +185,27 @@ class LocalBackend:
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
+        # the lab's files are its user's alone: no other user may read or drive it
+        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state.chmod(0o700)
         local_config.write_all(self.state)
+        blocks.record(self.state, self.block)
         progress("starting supervisord")
         conf = self.state / "supervisord.conf"
-        result = subprocess.run(
-            [paths.executable("supervisord"), "-c", str(conf)],
-            capture_output=True, text=True, timeout=30, check=False,
-        )
+        try:
+            result = subprocess.run(
+                [paths.executable("supervisord"), "-c", str(conf)], pass_fds=(claim.fd,),
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+        finally:
+            claim.release()  # supervisord holds it now (or, if it failed, nobody)
         if result.returncode != 0:
             raise LabError(f"supervisord failed to start:\n{result.stdout}{result.stderr}")
         wait_for(
             self.supervisor.is_running, what="supervisord's control socket", timeout=10,
             diagnose=lambda: self.log_tail("supervisord"),
         )
+        block_claims.note_holder(self.block, self.state, self.supervisor.pid())
 
     def _start_infra(self, progress: Progress) -> None:
         """etcd first (everything else reads it), then the rest together."""
@@ -190,7 +226,7 @@ class LocalBackend:
             progress(f"{component} healthy ({time.monotonic() - started:.1f} s)")
 
     def _wait_healthy(self, component: str) -> None:
-        url = HEALTH_URLS[component]
+        url = health_url(component)
 
         def healthy() -> bool:
             self._fail_if_crashed(infra_name(component), component)

@@ -14,7 +14,7 @@ import yaml
 
 from .. import keyspace, paths
 from ..durations import go
-from ..topology import INFRA, LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service
+from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
 STATE_ENV = "LABKIT_STACK"  # inherited by every process of the stack, so `down` can find strays
 
@@ -33,7 +33,7 @@ def instance_name(service: Service, slot: int) -> str:
 
 
 def infra_commands(state: Path) -> dict[str, list[str]]:
-    etcd, peer = INFRA.etcd, INFRA.etcd_peer
+    etcd, peer = infra().etcd, infra().etcd_peer
     return {
         "etcd": [
             paths.executable("etcd"), "--name", "lab", "--data-dir", str(state / "etcd"),
@@ -46,7 +46,7 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
         "promsd": [sys.executable, "-m", "labstack.promsd"],
         "telemetry": [
             sys.executable, "-m", "labstack.telemetry",
-            "--host", INFRA.telemetry.host, "--port", str(INFRA.telemetry.port),
+            "--host", infra().telemetry.host, "--port", str(infra().telemetry.port),
             # emptied at each fresh `up` (see LocalBackend); bounded while it runs
             "--db", str(state / "telemetry.sqlite"), "--max-age", "3600",
             "--max-bytes", str(256 * 1024 * 1024),
@@ -55,7 +55,7 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
             paths.executable("prometheus"),
             f"--config.file={state / 'prometheus.yml'}",
             f"--storage.tsdb.path={state / 'prometheus'}",
-            f"--web.listen-address={INFRA.prometheus.address}",
+            f"--web.listen-address={infra().prometheus.address}",
             "--storage.tsdb.retention.time=6h",
             "--web.enable-lifecycle",
             "--log.level=warn",
@@ -82,12 +82,12 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_VERSION": service.version,
         "LAB_HOST": endpoint.host,
         "LAB_PORT": str(endpoint.port),
-        "LAB_ETCD": INFRA.etcd.url,
+        "LAB_ETCD": infra().etcd.url,
         "LAB_LEASE_TTL": str(LEASE_TTL_SECONDS),
-        "LAB_GATEWAY": INFRA.gateway.url,
+        "LAB_GATEWAY": infra().gateway.url,
         "LAB_ADMIN_PORT": str(service.admin_endpoint(slot).port),
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
-        "LAB_OTLP_ENDPOINT": INFRA.telemetry.url,
+        "LAB_OTLP_ENDPOINT": infra().telemetry.url,
         "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
         **registration_environment(service, slot),
     }
@@ -156,9 +156,9 @@ def supervisord_conf(state: Path) -> str:
         _ini_section("supervisorctl", {"serverurl": f"unix://{state / 'supervisor.sock'}"}),
     ]
     promsd_env = {
-        "LAB_HOST": INFRA.promsd.host,
-        "LAB_PORT": str(INFRA.promsd.port),
-        "LAB_ETCD": INFRA.etcd.url,
+        "LAB_HOST": infra().promsd.host,
+        "LAB_PORT": str(infra().promsd.port),
+        "LAB_ETCD": infra().etcd.url,
         "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(),
     }
     for name, command in infra_commands(state).items():
@@ -186,7 +186,7 @@ def traefik_static(state: Path) -> dict:
                 # stop within a second at `down`, instead of Traefik's default 10 s grace
                 "transport": {"lifeCycle": {"graceTimeOut": "1s"}},
             }
-            for name, endpoint in (("web", INFRA.gateway), ("traefik", INFRA.traefik_api))
+            for name, endpoint in (("web", infra().gateway), ("traefik", infra().traefik_api))
         },
         "api": {"dashboard": True, "insecure": True},
         "ping": {"entryPoint": "traefik"},
@@ -200,7 +200,7 @@ def traefik_static(state: Path) -> dict:
         "providers": {
             # 0s: apply registry changes at once instead of batching them for 2 s
             "providersThrottleDuration": "0s",
-            "etcd": {"endpoints": [INFRA.etcd.address], "rootKey": keyspace.TRAEFIK_ROOT},
+            "etcd": {"endpoints": [infra().etcd.address], "rootKey": keyspace.TRAEFIK_ROOT},
         },
         "log": {"level": "INFO", "format": "json"},
         # Traefik's own spans (entry point, then the call to the chosen server) and its access
@@ -208,7 +208,7 @@ def traefik_static(state: Path) -> dict:
         # lab.logs() sees the gateway next to the services.
         "tracing": {
             "serviceName": "traefik",
-            "otlp": {"http": {"endpoint": f"{INFRA.telemetry.url}/v1/traces"}},
+            "otlp": {"http": {"endpoint": f"{infra().telemetry.url}/v1/traces"}},
         },
         "experimental": {"otlpLogs": True},
         "accessLog": {
@@ -217,7 +217,7 @@ def traefik_static(state: Path) -> dict:
             "fields": {"headers": {"names": {"X-Request-Id": "keep"}}},
             "otlp": {
                 "serviceName": "traefik",
-                "http": {"endpoint": f"{INFRA.telemetry.url}/v1/logs"},
+                "http": {"endpoint": f"{infra().telemetry.url}/v1/logs"},
             },
         },
     }
@@ -280,14 +280,14 @@ def prometheus_config(state: Path) -> dict:
                    "evaluation_interval": go(RULES.evaluation_s)},
         "rule_files": [str(state / "rules.yml")],
         "scrape_configs": [
-            static("prometheus", INFRA.prometheus.address),
-            static("traefik", INFRA.traefik_api.address),
-            static("etcd", INFRA.etcd.address),
+            static("prometheus", infra().prometheus.address),
+            static("traefik", infra().traefik_api.address),
+            static("etcd", infra().etcd.address),
             {
                 # instances come and go: ask the registry (through promsd) for targets
                 "job_name": "services",
                 "http_sd_configs": [
-                    {"url": f"{INFRA.promsd.url}/targets", "refresh_interval": "2s"}
+                    {"url": f"{infra().promsd.url}/targets", "refresh_interval": "2s"}
                 ],
             },
         ],

@@ -1,6 +1,6 @@
 """labkit.grpc_client against a private etcd and real routeguide processes.
 
-Everything binds 127.0.7.x (instances) or 127.0.0.1:236xx (etcd), away from the
+Everything binds 127.<block>.7.x (instances) or 127.<block>.4.1 (etcd), away from the
 live stack and from tests/services. No __init__.py here on purpose: with pytest's
 default import mode it would make this folder a package called `grpc` that
 shadows grpcio.
@@ -36,6 +36,7 @@ from services.support import (
     stop_process,
     wait_registered,
     wait_until,
+    worker_host,
 )
 
 from labkit.backends.local_config import registration_environment
@@ -48,7 +49,7 @@ pytestmark = pytest.mark.timeout(90)
 PORT, METRICS_PORT, ADMIN_PORT = 16051, 16100, 26051
 LEASE_TTL = 3  # as in the live stack
 TRIO = ("routeguide-1", "routeguide-2", "routeguide-3")
-_hosts = itertools.count(10)  # each instance gets its own 127.0.7.N
+_hosts = itertools.count(10)  # each instance gets its own 127.<block>.7.N
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ class Fleet:
             "LAB_SERVICE": self.service,
             "LAB_SLOT": str(slot),
             "LAB_VERSION": "v1",
-            "LAB_HOST": f"127.0.7.{next(_hosts)}",
+            "LAB_HOST": worker_host(7, next(_hosts)),
             "LAB_PORT": str(PORT),
             "LAB_METRICS_PORT": str(METRICS_PORT),
             "LAB_ADMIN_PORT": str(ADMIN_PORT),
@@ -182,7 +183,7 @@ def test_every_rpc_kind_health_and_reflection(etcd: Etcd, trio: list[Service]) -
 
 
 def test_failed_calls_are_rows() -> None:
-    nobody = f"127.0.7.254:{free_port('127.0.7.254', 16000)}"
+    nobody = f"{worker_host(7, 254)}:{free_port(worker_host(7, 254), 16000)}"
     with grpc.insecure_channel(nobody) as channel:
         df = call_log(channel, 2, "bidi", timeout=0.5)
         with pytest.raises(LabError, match="health check failed: UNAVAILABLE"):
@@ -199,9 +200,10 @@ def test_bad_arguments_give_clear_errors(etcd: Etcd, trio: list[Service]) -> Non
         registry_channel("nosuch", etcd_endpoint=endpoint)
     with pytest.raises(LabError, match="service must be"):
         registry_channel("", etcd_endpoint=endpoint)
-    closed_port = free_port("127.0.0.1", 23690)
+    closed = worker_host(4, 2)
+    closed_port = free_port(closed, 23690)
     with pytest.raises(LabError, match="cannot read the registry"):
-        registry_channel("routeguide", etcd_endpoint=f"127.0.0.1:{closed_port}")
+        registry_channel("routeguide", etcd_endpoint=f"{closed}:{closed_port}")
     with (
         grpc.insecure_channel(address(trio[0])) as channel,
         pytest.raises(LabError, match="unknown call kind 'oneway'; valid: unary, server_stream"),
@@ -228,7 +230,7 @@ def test_close_stops_the_watch_thread(etcd: Etcd, trio: list[Service]) -> None:
 
 def test_gateway_channel_sends_the_service_authority() -> None:
     """Traefik routes gRPC by authority; a fake gateway shows what the channel sends."""
-    host = "127.0.7.253"
+    host = worker_host(7, 253)
     received = bytearray()
     with socket.create_server((host, 0)) as server:
         server.settimeout(5)
@@ -376,7 +378,7 @@ def test_follows_added_stopped_and_killed_instances(etcd: Etcd, fleet) -> None:
 
 def test_watch_lost_with_etcd_falls_back_then_watches_again(tmp_path: Path) -> None:
     """etcd dies and comes back (as supervisord would restart it): the channel keeps following."""
-    ports = free_port("127.0.0.1", 23630), free_port("127.0.0.1", 23680)
+    ports = free_port(worker_host(4, 1), 23630), free_port(worker_host(4, 1), 23680)
     etcd = start_etcd(tmp_path / "data", *ports)
     rg = Fleet(etcd, "rgrestart", tmp_path)
     try:

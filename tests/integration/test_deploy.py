@@ -9,7 +9,7 @@ from labkit.deploylock import DeploymentLock
 from labkit.errors import LabError
 from labkit.kv import etcd_client
 from labkit.rollout import RolloutAborted
-from labkit.topology import INFRA
+from labkit.topology import infra
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -24,7 +24,7 @@ def blue_green(lab):
 
 
 def versions_served(n: int, headers: dict | None = None) -> Counter:
-    with httpx.Client(base_url=INFRA.gateway.url, timeout=5) as client:
+    with httpx.Client(base_url=infra().gateway.url, timeout=5) as client:
         return Counter(client.get("/", headers={"Host": "echo.localhost", **(headers or {})})
                        .headers.get("x-version") for _ in range(n))
 

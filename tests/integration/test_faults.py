@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from labkit.errors import LabError
-from labkit.topology import INFRA, service
+from labkit.topology import infra, service
 
 from .helpers import registered, wait
 
@@ -25,7 +25,7 @@ def healed(lab):
 
 
 def through_gateway(n):
-    with httpx.Client(base_url=INFRA.gateway.url, headers={"Host": "echo.localhost"},
+    with httpx.Client(base_url=infra().gateway.url, headers={"Host": "echo.localhost"},
                       timeout=5) as client:
         return [client.get("/") for _ in range(n)]
 

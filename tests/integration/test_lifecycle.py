@@ -6,12 +6,14 @@ import sys
 import psutil
 import pytest
 
+from labkit import block_claims, blocks
 from labkit.backends import local_config
-from labkit.backends.local import INFRA_ENDPOINTS
+from labkit.backends.local import LocalBackend
 from labkit.backends.local_config import STATE_ENV
 from labkit.errors import LabError
+from labkit.lab import Lab
 from labkit.ports import is_free
-from labkit.topology import INFRA
+from labkit.topology import infra
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
@@ -38,20 +40,40 @@ def test_down_stops_everything_and_frees_every_port(lab):
     assert stack_processes(state)
     lab.down()
     assert stack_processes(state) == []
-    busy = [what for what, ep in INFRA_ENDPOINTS.items() if not is_free(ep)]
+    busy = [what for what, ep in infra().named().items() if not is_free(ep)]
     assert busy == []
+    # the block is free again, and the state folder no longer claims it
+    assert block_claims.holder(lab.backend.block) is None
+    assert blocks.recorded(state) is None
     lab.down()  # nothing running: a no-op, not an error
+
+
+def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path):
+    block = lab.backend.block
+    held = block_claims.holder(block)
+    assert held is not None and f"pid {lab.backend.supervisor.pid()}" in held
+    assert str(lab.backend.state) in held and blocks.recorded(lab.backend.state) == block
+    other = Lab(LocalBackend(tmp_path / "other"), progress=lambda _msg: None)  # LABKIT_BLOCK
+    try:
+        with pytest.raises(LabError) as refused:
+            other.up()
+        assert f"block {block} " in str(refused.value) and str(lab.backend.state) in str(
+            refused.value)
+        assert not other.backend.is_up() and stack_processes(tmp_path / "other") == []
+    finally:
+        other.close()
+    assert (lab.status()["state"] == "RUNNING").all()
 
 
 def test_up_with_a_busy_port_names_it_and_starts_nothing(lab):
     lab.down()
     with socket.socket() as squatter:
-        squatter.bind((INFRA.gateway.host, INFRA.gateway.port))
+        squatter.bind((infra().gateway.host, infra().gateway.port))
         squatter.listen()
         with pytest.raises(LabError) as caught:
             lab.up()
     message = str(caught.value)
-    assert f"traefik web needs {INFRA.gateway.address}" in message
+    assert f"traefik web needs {infra().gateway.address}" in message
     assert f"pid {psutil.Process().pid}" in message
     assert not lab.backend.is_up()
     assert stack_processes(lab.backend.state) == []

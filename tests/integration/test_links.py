@@ -10,13 +10,13 @@ import pytest
 
 from labkit import dashboard, links
 from labkit.lab import gateway_target
-from labkit.topology import INFRA
+from labkit.topology import infra
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"https?://[^\s\"'<>()\[\]`\\]+")
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")  # block 0's, as the README and notebooks show them
 
 
 def _urls(text: str, where: str) -> dict[str, str]:
@@ -40,15 +40,24 @@ def _shown() -> dict[str, str]:
     return {
         url: where for url, where in shown.items()
         if "{" not in url
-        and (urlsplit(url).hostname in LOCAL_HOSTS or urlsplit(url).hostname.endswith(".localhost"))
+        and (urlsplit(url).hostname in (*LOCAL_HOSTS, infra().gateway.host)
+             or urlsplit(url).hostname.endswith(".localhost"))
     }
+
+
+def _in_this_lab(url: str) -> str:
+    """A block-0 address as shown (127.0.0.1:PORT) at this lab's block (127.k.0.1:PORT)."""
+    parts = urlsplit(url)
+    if parts.hostname not in LOCAL_HOSTS:
+        return url
+    return parts._replace(netloc=f"{infra().gateway.host}:{parts.port or 80}").geturl()
 
 
 def _get(client: httpx.Client, url: str) -> httpx.Response:
     """As a browser would; <service>.localhost and the gateway's own address through the
     gateway, which serves services only by Host."""
-    target, host = gateway_target(url)
-    if host is None and urlsplit(url).netloc == INFRA.gateway.address:
+    target, host = gateway_target(_in_this_lab(url))
+    if host is None and urlsplit(url).netloc == infra().gateway.address:
         host = "echo.localhost"
     return client.get(target, headers={"Host": host} if host else {})
 

@@ -6,20 +6,21 @@ import httpx
 import pytest
 
 from labkit.errors import LabError
-from labkit.topology import INFRA, LEASE_TTL_SECONDS
+from labkit.topology import LEASE_TTL_SECONDS, infra, service
 
 from .helpers import registered, wait
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 
-GATEWAY = INFRA.gateway.url
+GATEWAY = infra().gateway.url
+ECHO = service("echo")
 
 
 def test_status_shows_every_component_running(lab):
     status = lab.status().set_index("component")
     for component in ("etcd", "traefik", "prometheus", "promsd", "echo-1", "web-1", "routeguide-1"):
         assert status.loc[component, "state"] == "RUNNING", status
-    assert status.loc["echo-2", "address"] == "127.0.1.2:8080"
+    assert status.loc["echo-2", "address"] == ECHO.endpoint(2).address  # 127.<block>.1.2:8080
 
 
 def test_echo_answers_through_the_gateway_and_names_its_instance(lab):
@@ -42,7 +43,7 @@ def test_web_crosses_http_and_grpc_hops(lab):
 def test_scale_up_registers_and_routes_then_scale_down_deregisters(lab):
     lab.scale("echo", 4)
     assert 4 in {slot for slot, _ in registered(lab, "echo")}
-    assert "http://127.0.1.4:8080" in lab.gateway.servers("echo")
+    assert ECHO.endpoint(4).url in lab.gateway.servers("echo")
     seen = {httpx.get(GATEWAY, headers={"Host": "echo.localhost"}).headers["X-Instance"]
             for _ in range(8)}
     assert "echo-4" in seen
@@ -50,7 +51,7 @@ def test_scale_up_registers_and_routes_then_scale_down_deregisters(lab):
     lab.scale("echo", 3)
     # a graceful stop revokes the lease: the record is gone at once, not after the TTL
     assert 4 not in {slot for slot, _ in registered(lab, "echo")}
-    assert "http://127.0.1.4:8080" not in lab.gateway.servers("echo")
+    assert ECHO.endpoint(4).url not in lab.gateway.servers("echo")
 
 
 def test_killed_instance_leaves_the_registry_within_its_lease_ttl(lab):
@@ -71,7 +72,7 @@ def test_paused_instance_stops_renewing_its_lease_and_returns_when_resumed(lab):
     try:
         assert wait(lambda: (3, pid) not in registered(lab, "echo"), LEASE_TTL_SECONDS + 2)
         # Traefik applies etcd's delete within tens of milliseconds
-        assert wait(lambda: "http://127.0.1.3:8080" not in lab.gateway.servers("echo"), 1)
+        assert wait(lambda: ECHO.endpoint(3).url not in lab.gateway.servers("echo"), 1)
     finally:
         lab.resume("echo", 3)
     assert wait(lambda: (3, pid) in registered(lab, "echo"), 10)
@@ -79,7 +80,7 @@ def test_paused_instance_stops_renewing_its_lease_and_returns_when_resumed(lab):
 
 def test_prometheus_scrapes_instances_found_in_the_registry(lab):
     def echo_targets():
-        response = httpx.get(f"{INFRA.prometheus.url}/api/v1/targets", timeout=2)
+        response = httpx.get(f"{infra().prometheus.url}/api/v1/targets", timeout=2)
         active = response.json()["data"]["activeTargets"]
         return {t["labels"].get("lab_instance") for t in active if t["health"] == "up"}
 

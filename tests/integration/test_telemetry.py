@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from labkit.errors import LabError
-from labkit.topology import INFRA
+from labkit.topology import infra
 from labkit.waits import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
@@ -15,7 +15,7 @@ HOPS = {"traefik", "web", "echo", "routeguide"}
 @pytest.fixture
 def gateway(lab):
     lab.heal()
-    with httpx.Client(base_url=INFRA.gateway.url, headers={"Host": "web.localhost"},
+    with httpx.Client(base_url=infra().gateway.url, headers={"Host": "web.localhost"},
                       timeout=5) as client:
         yield client
 

@@ -1,7 +1,7 @@
 """A private gateway for the policy tests: etcd + Traefik + two controllable HTTP backends.
 
-Addresses are kept away from the live stack and the other suites: etcd on 127.0.0.1:235xx,
-Traefik's entry points on 127.0.0.1:185xx, backends on 127.0.6.1 and 127.0.6.2.
+Addresses are kept away from the live stack and the other suites, in the test worker's own
+block (tests/conftest.py): backends on 127.<block>.6.1 and .2, etcd on .6.20, Traefik on .6.21.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import etcd3gw
 import httpx
 import yaml
-from services.support import free_port, wait_until
+from services.support import free_port, wait_until, worker_host
 
 from labkit.gateway import route_keys, server_key
 from labkit.kv import etcd_client, put_atomically
@@ -170,9 +170,9 @@ class Gateway:
 
 
 def start_etcd(base: Path) -> tuple[subprocess.Popen, Endpoint]:
-    client_port = free_port("127.0.0.1", 23510)
-    peer_port = free_port("127.0.0.1", 23560)
-    client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    host = worker_host(6, 20)
+    client_port, peer_port = free_port(host, 23510), free_port(host, 23560)
+    client_url, peer_url = f"http://{host}:{client_port}", f"http://{host}:{peer_port}"
     log = (base / "etcd.log").open("w")
     process = subprocess.Popen(
         [str(BIN / "etcd"), "--name=policies", f"--data-dir={base / 'etcd'}",
@@ -181,18 +181,18 @@ def start_etcd(base: Path) -> tuple[subprocess.Popen, Endpoint]:
          f"--initial-cluster=policies={peer_url}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    return process, Endpoint("127.0.0.1", client_port)
+    return process, Endpoint(host, client_port)
 
 
 def start_traefik(base: Path, etcd: Endpoint) -> tuple[subprocess.Popen, str, str, Path]:
-    web_port = free_port("127.0.0.1", 18510)
-    api_port = free_port("127.0.0.1", 18560)
+    host = worker_host(6, 21)
+    web_port, api_port = free_port(host, 18510), free_port(host, 18560)
     log = base / "traefik.log"
     static = {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "entryPoints": {
-            "web": {"address": f"127.0.0.1:{web_port}"},
-            "traefik": {"address": f"127.0.0.1:{api_port}"},
+            "web": {"address": f"{host}:{web_port}"},
+            "traefik": {"address": f"{host}:{api_port}"},
         },
         "api": {"insecure": True},
         "ping": {},
@@ -208,7 +208,7 @@ def start_traefik(base: Path, etcd: Endpoint) -> tuple[subprocess.Popen, str, st
         [str(BIN / "traefik"), f"--configFile={config}"],
         stdout=subprocess.DEVNULL, stderr=(base / "traefik.out").open("w"),
     )  # fmt: skip
-    return process, f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{api_port}", log
+    return process, f"http://{host}:{web_port}", f"http://{host}:{api_port}", log
 
 
 def start_gateway(base: Path) -> Gateway:
@@ -216,7 +216,7 @@ def start_gateway(base: Path) -> Gateway:
     backends: list[Backend] = []
     processes: list[subprocess.Popen] = []
     try:
-        backends = [Backend("127.0.6.1", "b1"), Backend("127.0.6.2", "b2")]
+        backends = [Backend(worker_host(6, 1), "b1"), Backend(worker_host(6, 2), "b2")]
         etcd_process, endpoint = start_etcd(base)
         processes.append(etcd_process)
         wait_until(

@@ -1,7 +1,7 @@
 """Helpers for the service tests: a private etcd, service processes, bounded waits.
 
-Everything binds 127.0.9.x (services) or 127.0.0.1:237xx/238xx (etcd), away
-from the live stack's addresses.
+Everything binds 127.<block>.9.x (services) or 127.<block>.4.1 (etcd), in the test
+worker's own block (tests/conftest.py), away from its live stack's addresses.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import etcd3gw
 import httpx
 
-from labkit import keyspace, topology
+from labkit import blocks, keyspace, topology
 from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +29,17 @@ STACK = ROOT / "stack"
 ETCD_BIN = Path(sys.executable).parent / "etcd"
 T = TypeVar("T")
 
-_hosts = itertools.count(10)  # each service process gets its own 127.0.9.N
+_hosts = itertools.count(10)  # each service process gets its own 127.<block>.9.N
+
+
+def worker_host(subnet: int, n: int) -> str:
+    """127.<block>.<subnet>.<n>: an address in this test worker's own block (tests/conftest.py),
+    in a subnet its lab does not use (4 to 9), so that parallel workers never collide."""
+    return f"127.{blocks.current()}.{subnet}.{n}"
 
 
 def next_host() -> str:
-    return f"127.0.9.{next(_hosts)}"
+    return worker_host(9, next(_hosts))
 
 
 def wait_until(probe: Callable[[], T], what: str, timeout: float, interval: float = 0.05) -> T:
@@ -73,8 +79,11 @@ class Etcd:
         }
 
 
+ETCD_HOST = 4  # private etcds live on 127.<block>.4.1
+
+
 def start_etcd(data_dir: Path, client_port: int, peer_port: int) -> Etcd:
-    host = "127.0.0.1"
+    host = worker_host(ETCD_HOST, 1)
     client_url, peer_url = f"http://{host}:{client_port}", f"http://{host}:{peer_port}"
     log = (data_dir.parent / f"etcd-{client_port}.log").open("w")
     process = subprocess.Popen(
@@ -108,7 +117,8 @@ def start_etcd(data_dir: Path, client_port: int, peer_port: int) -> Etcd:
 def private_etcd(base: Path, client_port: int, peer_port: int) -> Iterator[Etcd]:
     """A private etcd on the first free ports from the given ones, stopped afterwards."""
     server = start_etcd(
-        base / "data", free_port("127.0.0.1", client_port), free_port("127.0.0.1", peer_port)
+        base / "data", free_port(worker_host(ETCD_HOST, 1), client_port),
+        free_port(worker_host(ETCD_HOST, 1), peer_port),
     )
     try:
         yield server

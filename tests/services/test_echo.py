@@ -11,7 +11,15 @@ import pytest
 
 from labkit.keyspace import registry_prefix
 
-from .support import Etcd, free_port, start_etcd, wait_registered, wait_until
+from .support import (
+    ETCD_HOST,
+    Etcd,
+    free_port,
+    start_etcd,
+    wait_registered,
+    wait_until,
+    worker_host,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -101,10 +109,11 @@ def test_sigkill_leaves_keys_until_the_lease_expires(etcd: Etcd, spawn) -> None:
 
 
 def test_registers_once_etcd_comes_up(tmp_path, spawn) -> None:
-    port = free_port("127.0.0.1", 23760)  # a private etcd that is not running yet
-    echo = spawn("echo", LAB_ETCD=f"http://127.0.0.1:{port}")
+    host = worker_host(ETCD_HOST, 1)
+    port = free_port(host, 23760)  # a private etcd that is not running yet
+    echo = spawn("echo", LAB_ETCD=f"http://{host}:{port}")
     wait_until(lambda: "etcd request failed" in echo.messages(), "a logged etcd failure", 5)
-    late = start_etcd(tmp_path / "late-etcd", port, free_port("127.0.0.1", 23860))
+    late = start_etcd(tmp_path / "late-etcd", port, free_port(host, 23860))
     try:
         wait_registered(late, echo)
     finally:

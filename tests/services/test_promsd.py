@@ -6,7 +6,7 @@ import httpx
 import pytest
 from labstack.promsd import targets
 
-from .support import Etcd, free_port, wait_registered, wait_until
+from .support import ETCD_HOST, Etcd, free_port, wait_registered, wait_until, worker_host
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,7 +67,8 @@ def test_serves_registered_instances_as_targets(etcd: Etcd, spawn) -> None:
 
 
 def test_answers_503_when_etcd_is_down(spawn) -> None:
-    dead_etcd = f"http://127.0.0.1:{free_port('127.0.0.1', 23760)}"
+    host = worker_host(ETCD_HOST, 1)
+    dead_etcd = f"http://{host}:{free_port(host, 23760)}"
     promsd = spawn("promsd", LAB_PORT="18082", LAB_ETCD=dead_etcd)
     base = f"http://{promsd.host}:18082"
     wait_until(lambda: httpx.get(f"{base}/health", timeout=1).status_code == 200, "promsd", 5)

@@ -1,4 +1,4 @@
-"""Fixtures for the telemetry store tests: real store processes on 127.0.5.N:4318.
+"""Fixtures for the telemetry store tests: real store processes on 127.<block>.5.N:4318.
 
 Each store runs `python -m labstack.telemetry` with a database under tmp_path and is
 stopped at teardown; its log is printed when a test using it fails.
@@ -28,6 +28,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from services.support import worker_host
 
 from labkit.errors import LabError
 from labkit.ports import ensure_free
@@ -97,7 +98,7 @@ def start_store(tmp_path: Path, host: str, *flags: str) -> StoreProcess:
 @pytest.fixture(scope="session")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreProcess]:
     """One store shared by the tests that only add data under their own service names."""
-    server = start_store(tmp_path_factory.mktemp("telemetry"), "127.0.5.1")
+    server = start_store(tmp_path_factory.mktemp("telemetry"), worker_host(5, 1))
     try:
         yield server
     finally:
@@ -106,11 +107,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreProcess]:
 
 @pytest.fixture
 def private_store(tmp_path: Path) -> Iterator[Callable[..., StoreProcess]]:
-    """Start a store with its own flags on 127.0.5.2, .3, ...; all stopped at teardown."""
+    """Start a store with its own flags on 127.<block>.5.2, .3, ...; all stopped at teardown."""
     started: list[StoreProcess] = []
 
     def start(*flags: str) -> StoreProcess:
-        started.append(start_store(tmp_path, f"127.0.5.{len(started) + 2}", *flags))
+        started.append(start_store(tmp_path, worker_host(5, len(started) + 2), *flags))
         return started[-1]
 
     try:

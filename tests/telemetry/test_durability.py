@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from services.support import worker_host
+
 from .conftest import now_ns, span_request, start_store, unique
 
 PROTOBUF = "application/x-protobuf"
@@ -27,14 +29,14 @@ def test_a_full_queue_answers_503_and_every_200_is_stored(private_store):
 
 def test_acknowledged_data_survives_a_restart(tmp_path):
     service = unique("durable")
-    store = start_store(tmp_path, "127.0.5.20")
+    store = start_store(tmp_path, worker_host(5, 20))
     try:
         response = store.post("traces", span_request(service, 25, now_ns()), PROTOBUF)
         assert response.status_code == 200
     finally:
         store.stop()
     assert "stopped with 25 spans" in store.log_path.read_text(), "SIGTERM drains and closes"
-    store = start_store(tmp_path, "127.0.5.20")
+    store = start_store(tmp_path, worker_host(5, 20))
     try:
         assert len(store.client().traces(service=service, limit=100)) == 25
     finally:

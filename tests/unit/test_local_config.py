@@ -6,7 +6,7 @@ import yaml
 from labkit import canary, dashboard
 from labkit.backends import local_config
 from labkit.gateway import route_keys
-from labkit.topology import MAX_REPLICAS, RULES, service
+from labkit.topology import MAX_REPLICAS, RULES, infra, service
 
 
 def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
@@ -18,7 +18,8 @@ def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
     programs = conf.get("group:echo", "programs").split(",")
     assert programs == [f"echo-{n}" for n in range(1, MAX_REPLICAS + 1)]
     env = conf.get("program:echo-2", "environment")
-    assert 'LAB_HOST="127.0.1.2"' in env and 'LAB_PORT="8080"' in env
+    host = service("echo").endpoint(2).host  # 127.<this process's block>.1.2
+    assert f'LAB_HOST="{host}"' in env and 'LAB_PORT="8080"' in env
     # every process inherits the stack marker that `down` uses to reap strays
     assert local_config.STATE_ENV in conf.get("supervisord", "environment")
 
@@ -27,7 +28,7 @@ def test_traefik_applies_registry_changes_without_throttling(tmp_path):
     static = local_config.traefik_static(tmp_path)
     assert static["providers"]["providersThrottleDuration"] == "0s"
     assert static["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
-    assert static["entryPoints"]["web"]["address"].startswith("127.0.0.1:")
+    assert static["entryPoints"]["web"]["address"] == infra().gateway.address
 
 
 def test_prometheus_discovers_instances_through_the_registry(tmp_path):

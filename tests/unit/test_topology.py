@@ -1,8 +1,9 @@
 import pytest
 
+from labkit import topology
 from labkit.errors import LabError
 from labkit.lab import gateway_target
-from labkit.topology import MAX_REPLICAS, SERVICES, check_replicas, service
+from labkit.topology import MAX_REPLICAS, SERVICES, check_replicas, infra, service
 
 
 def test_unknown_service_names_the_known_ones():
@@ -22,14 +23,22 @@ def test_replica_count_bounds_are_accepted():
     assert check_replicas(MAX_REPLICAS) == MAX_REPLICAS
 
 
-def test_every_instance_has_its_own_address():
-    addresses = {
-        svc.endpoint(slot).address
-        for svc in SERVICES.values()
-        for slot in range(1, MAX_REPLICAS + 1)
-    }
-    assert len(addresses) == len(SERVICES) * MAX_REPLICAS
-    assert service("echo").endpoint(2).address == "127.0.1.2:8080"
+def bound_addresses(block: int) -> list[str]:
+    """Every address a lab in `block` binds: infrastructure, and each instance's ports."""
+    bound = [endpoint.address for endpoint in infra(block).named().values()]
+    for svc in SERVICES.values():
+        for slot in range(1, MAX_REPLICAS + 1):
+            bound += {endpoint.address for endpoint in svc.endpoints(slot, block).values()}
+    return bound
+
+
+def test_every_instance_has_its_own_address_in_its_labs_block():
+    assert service("echo").endpoint(2, block=0).address == "127.0.1.2:8080"
+    assert service("echo").endpoint(2, block=7).address == "127.7.1.2:8080"
+    assert infra(7).gateway.address == "127.7.0.1:8000" and infra(0).etcd.port == 2379
+    for block in (0, 7):
+        bound = bound_addresses(block)
+        assert len(set(bound)) == len(bound), "two components would bind the same address"
 
 
 def test_grpc_instances_are_reached_over_h2c():
@@ -38,25 +47,19 @@ def test_grpc_instances_are_reached_over_h2c():
 
 
 def test_localhost_urls_go_through_the_gateway_with_a_host_header():
-    assert gateway_target("http://echo.localhost/") == ("http://127.0.0.1:8000/", "echo.localhost")
+    gateway = infra().gateway.url  # this process's lab's
+    assert gateway_target("http://echo.localhost/") == (f"{gateway}/", "echo.localhost")
     assert gateway_target("http://web.localhost/x?y=1") == (
-        "http://127.0.0.1:8000/x?y=1", "web.localhost")
+        f"{gateway}/x?y=1", "web.localhost")
     assert gateway_target("http://127.0.1.1:8080/") == ("http://127.0.1.1:8080/", None)
     with pytest.raises(LabError, match="not an HTTP or gRPC URL"):
         gateway_target("echo")
 
 
-def test_without_loopback_aliases_instances_get_distinct_ports_on_127_0_0_1(monkeypatch):
-    import labkit.topology as topology
-    from labkit.backends.local import INFRA_ENDPOINTS
-
+def test_without_loopback_aliases_labs_get_distinct_ports_on_127_0_0_1(monkeypatch):
     monkeypatch.setattr(topology, "loopback_aliases_work", lambda: False)
-    per_instance = [
-        {endpoint.address for endpoint in svc.endpoints(slot).values()}
-        for svc in SERVICES.values()
-        for slot in range(1, MAX_REPLICAS + 1)
-    ]
-    bound = [address for addresses in per_instance for address in addresses]
-    bound += [endpoint.address for endpoint in INFRA_ENDPOINTS.values()]
+    bound = [a for block in range(topology.FALLBACK_BLOCKS) for a in bound_addresses(block)]
     assert all(address.startswith("127.0.0.1:") for address in bound)
-    assert len(set(bound)) == len(bound), "two components would bind the same port"
+    assert len(set(bound)) == len(bound), "two components of some labs would bind the same port"
+    with pytest.raises(LabError, match=f"blocks 0 to {topology.FALLBACK_BLOCKS - 1} exist"):
+        infra(topology.FALLBACK_BLOCKS)
