@@ -22,14 +22,17 @@ def is_free(endpoint: Endpoint) -> bool:
     return True
 
 
-def holder(port: int) -> str:
-    """A description of the process listening on `port`, if the OS lets us see it."""
+def holder(endpoint: Endpoint) -> str:
+    """A description of the process listening on `endpoint`, if the OS lets us see it
+    (another lab may listen on the same port at another address: that one does not count)."""
     try:
         conns = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, PermissionError):
         return "unknown process (not allowed to list sockets)"
     for conn in conns:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+        if (conn.status == psutil.CONN_LISTEN and conn.laddr
+                and conn.laddr.port == endpoint.port
+                and conn.laddr.ip in (endpoint.host, "0.0.0.0", "::")):
             if conn.pid is None:
                 return "unknown process"
             try:
@@ -43,7 +46,7 @@ def holder(port: int) -> str:
 def ensure_free(endpoints: Iterable[tuple[str, Endpoint]]) -> None:
     """Raise naming every busy (component, address) pair, and who holds it."""
     busy = [
-        f"  {what} needs {ep.address}, held by {holder(ep.port)}"
+        f"  {what} needs {ep.address}, held by {holder(ep)}"
         for what, ep in endpoints
         if not is_free(ep)
     ]

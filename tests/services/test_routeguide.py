@@ -163,7 +163,9 @@ def test_latency_delays_rpcs_in_parallel_but_not_health(etcd: Etcd, spawn) -> No
         assert [call.result().name for call in calls] == [f.name for f in FEATURES[:40]]
         elapsed = time.perf_counter() - start
     print(f"40 parallel RPCs with 200 ms latency took {elapsed:.3f} s")
-    assert elapsed < 0.4
+    # one round of 200 ms, with room for a busy machine (0.45 s seen under parallel labs); the
+    # old 16 workers needed three rounds, at least 0.6 s
+    assert elapsed < 0.55
 
 
 def test_unready_reports_not_serving_and_withdraws_at_once(etcd: Etcd, spawn) -> None:
