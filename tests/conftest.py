@@ -72,6 +72,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def session_lab():
     lab = Lab()
+    if lab.backend.is_up():  # left running by an interrupted run: start from a clean lab
+        lab.down()
     try:
         yield lab
     finally:
