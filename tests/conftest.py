@@ -10,6 +10,7 @@ running beside the suite.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -59,14 +60,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The long runs first (every notebook, then the other live tests), so that workers share
-    them out from the start and the short tests fill the gaps at the end."""
-    def weight(item: pytest.Item) -> int:
-        if item.path.name == "test_notebooks.py" and item.get_closest_marker("live"):
-            return 0
-        return 1 if item.get_closest_marker("live") else 2
+    """The long runs first (notebooks, longest first, by the `run_seconds` measured into each
+    one's metadata; then the other live tests), so that workers share them out from the start
+    and the short tests fill the gaps at the end."""
+    def order(item: pytest.Item) -> tuple[int, int]:
+        params = getattr(item, "callspec", None)
+        notebook = params.params.get("notebook") if params else None
+        if isinstance(notebook, Path):
+            lab = json.loads(notebook.read_text())["metadata"].get("lab", {})
+            return 0, -lab.get("run_seconds", 0)
+        return (1 if item.get_closest_marker("live") else 2), 0
 
-    items.sort(key=weight)  # stable: each group keeps its order
+    items.sort(key=order)  # stable: each group keeps its order
 
 
 @pytest.fixture(scope="session")
