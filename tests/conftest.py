@@ -2,10 +2,14 @@
 at the end.
 
 The suite runs in parallel (pytest-xdist): each worker gets a lab of its own, in its own
-address block and state folder (`.lab-test/<worker>`), set in the environment before any test
-runs so that notebook kernels and `labkit` subprocesses find the same lab. The blocks are
-picked free by the controlling process, so a learner's own lab (usually block 0) keeps
-running beside the suite.
+state folder (`.lab-test/<worker>`, set in the environment before any test runs, so that
+notebook kernels and `labkit` subprocesses find the same lab) and its own address block, which
+its `up` claims like any lab's: the first free one, so a learner's own lab (usually block 0)
+keeps running beside the suite, and a lab starting elsewhere meanwhile cannot collide with it.
+
+Tests that start servers of their own (a private etcd, Traefik, telemetry store) put them in a
+*private block* per worker, claimed by the controlling process for the whole session so that no
+lab takes it, in subnets 4 to 9, which no lab uses (see `services.support.worker_host`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from labkit.lab import Lab
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_STATE = ROOT / ".lab-test"
-_GIVEN = pytest.StashKey[set]()  # the blocks handed to workers so far
-SPARE_BLOCK_ENV = "LABKIT_TEST_SPARE_BLOCK"  # a second lab's block (test_isolation)
+_CLAIMS = pytest.StashKey[list]()  # the private blocks this process holds for the session
+PRIVATE_BLOCK_ENV = "LABKIT_TEST_PRIVATE_BLOCK"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -34,29 +38,33 @@ def _is_controller(config: pytest.Config) -> bool:
     return not _is_worker(config) and getattr(config.option, "dist", "no") != "no"
 
 
+def _claim_private_block(config: pytest.Config) -> int:
+    """A block held by this process until the session ends (pytest_unconfigure)."""
+    claim = block_claims.claim_first_free(TEST_STATE / "private")
+    config.stash.setdefault(_CLAIMS, []).append(claim)
+    return claim.block
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # node: xdist's WorkerController
-    """Give each worker two blocks no lab holds and no other worker got: one for its lab,
-    a spare for tests that start a second lab (test_isolation)."""
-    given = node.config.stash.setdefault(_GIVEN, set())
-    for name in ("lab_block", "spare_block"):
-        block = block_claims.first_free(excluding=given)
-        given.add(block)
-        node.workerinput[name] = block
+    node.workerinput["private_block"] = _claim_private_block(node.config)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if _is_controller(config):
         return
     if _is_worker(config):
-        name = os.environ["PYTEST_XDIST_WORKER"]
-        block, spare = config.workerinput["lab_block"], config.workerinput["spare_block"]
+        name, private = os.environ["PYTEST_XDIST_WORKER"], config.workerinput["private_block"]
     else:
-        name, block = "main", block_claims.first_free()
-        spare = block_claims.first_free(excluding={block})
-    os.environ[blocks.BLOCK_ENV] = str(block)
-    os.environ[SPARE_BLOCK_ENV] = str(spare)
+        name, private = "main", _claim_private_block(config)
+    os.environ.pop(blocks.BLOCK_ENV, None)  # each lab takes the first free block at `up`
+    os.environ[PRIVATE_BLOCK_ENV] = str(private)
     os.environ["LABKIT_STATE_DIR"] = str(TEST_STATE / name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for claim in config.stash.get(_CLAIMS, []):
+        claim.release()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

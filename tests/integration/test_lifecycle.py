@@ -48,8 +48,9 @@ def test_down_stops_everything_and_frees_every_port(lab):
     lab.down()  # nothing running: a no-op, not an error
 
 
-def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path):
+def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path, monkeypatch):
     block = lab.backend.block
+    monkeypatch.setenv(blocks.BLOCK_ENV, str(block))  # another lab asking for this very block
     held = block_claims.holder(block)
     assert held is not None and f"pid {lab.backend.supervisor.pid()}" in held
     assert str(lab.backend.state) in held and blocks.recorded(lab.backend.state) == block

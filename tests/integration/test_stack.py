@@ -12,7 +12,6 @@ from .helpers import registered, wait
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
 
-GATEWAY = infra().gateway.url
 ECHO = service("echo")
 
 
@@ -24,7 +23,7 @@ def test_status_shows_every_component_running(lab):
 
 
 def test_echo_answers_through_the_gateway_and_names_its_instance(lab):
-    response = httpx.get(GATEWAY, headers={"Host": "echo.localhost"})
+    response = httpx.get(infra().gateway.url, headers={"Host": "echo.localhost"})
     assert response.status_code == 200
     body = response.json()
     assert body["text"] == "hello"
@@ -32,7 +31,7 @@ def test_echo_answers_through_the_gateway_and_names_its_instance(lab):
 
 
 def test_web_crosses_http_and_grpc_hops(lab):
-    response = httpx.get(GATEWAY, headers={"Host": "web.localhost"}, timeout=5)
+    response = httpx.get(infra().gateway.url, headers={"Host": "web.localhost"}, timeout=5)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["echo"]["instance"].startswith("echo-")
@@ -44,7 +43,7 @@ def test_scale_up_registers_and_routes_then_scale_down_deregisters(lab):
     lab.scale("echo", 4)
     assert 4 in {slot for slot, _ in registered(lab, "echo")}
     assert ECHO.endpoint(4).url in lab.gateway.servers("echo")
-    seen = {httpx.get(GATEWAY, headers={"Host": "echo.localhost"}).headers["X-Instance"]
+    seen = {httpx.get(infra().gateway.url, headers={"Host": "echo.localhost"}).headers["X-Instance"]
             for _ in range(8)}
     assert "echo-4" in seen
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import etcd3gw
 import httpx
 
-from labkit import blocks, keyspace, topology
+from labkit import keyspace, topology
 from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,9 +34,11 @@ _hosts = itertools.count(10)  # each service process gets its own 127.<block>.9.
 
 
 def worker_host(subnet: int, n: int) -> str:
-    """127.<block>.<subnet>.<n>: an address in this test worker's own block (tests/conftest.py),
-    in a subnet its lab does not use (4 to 9), so that parallel workers never collide."""
-    return f"127.{blocks.current()}.{subnet}.{n}"
+    """127.<block>.<subnet>.<n>: an address in this test worker's private block (claimed for
+    the session by tests/conftest.py), in a subnet no lab uses (4 to 9), so that parallel
+    workers and other labs never collide."""
+    assert 4 <= subnet <= 9, "subnets 0 to 3 belong to labs"
+    return f"127.{os.environ['LABKIT_TEST_PRIVATE_BLOCK']}.{subnet}.{n}"
 
 
 def next_host() -> str:

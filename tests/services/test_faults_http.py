@@ -55,20 +55,22 @@ def test_admin_api_has_its_own_port_and_answers_only_its_path(etcd: Etcd, spawn)
 def test_latency_delays_service_routes_only_and_blocks_nothing_else(etcd: Etcd, spawn) -> None:
     echo = spawn("echo")
     wait_registered(etcd, echo)
-    response = put(echo, {"latency": {"ms": 300}})
+    # 1 s, far above what a busy machine adds (0.36 s seen for /health at load 16 with 300 ms
+    # injected): only waiting behind the sleeping requests could take that long
+    response = put(echo, {"latency": {"ms": 1000}})
     assert response.status_code == 200
-    assert response.json()["latency"] == {"ms": 300.0, "jitter_ms": 0.0, "distribution": "fixed"}
+    assert response.json()["latency"] == {"ms": 1000.0, "jitter_ms": 0.0, "distribution": "fixed"}
     elapsed, root = timed_get(f"{echo.url}/")
-    assert root.status_code == 200 and elapsed >= 0.3
+    assert root.status_code == 200 and elapsed >= 1.0
     with ThreadPoolExecutor(4) as pool:
         start = time.perf_counter()
         slow = [pool.submit(timed_get, f"{echo.url}/") for _ in range(3)]
         time.sleep(0.05)  # the three are asleep in the server now
         for path in ("/health", "/ready", "/metrics"):
             elapsed, response = timed_get(f"{echo.url}{path}")
-            assert response.status_code == 200 and elapsed < 0.15, f"{path} took {elapsed:.3f} s"
+            assert response.status_code == 200 and elapsed < 0.5, f"{path} took {elapsed:.3f} s"
         assert all(future.result()[1].status_code == 200 for future in slow)
-        assert time.perf_counter() - start < 0.75, "requests slept one after another"
+        assert time.perf_counter() - start < 2.5, "requests slept one after another"
     metrics = httpx.get(f"{echo.url}/metrics", timeout=2).text
     assert 'lab_injected_faults_total{kind="latency"} 4.0' in metrics
 
