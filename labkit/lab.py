@@ -25,8 +25,10 @@ from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
 from .registry import Registry
+from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
 from .topology import SERVICES, check_replicas, infra, service
+from .versions import free_slots
 
 MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
 GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
@@ -149,16 +151,20 @@ class Lab:
     # ---- instances -------------------------------------------------------
 
     def scale(self, name: str, replicas: int) -> pd.DataFrame:
-        """Run exactly `replicas` instances of a service; returns its registry view."""
+        """Run exactly `replicas` instances of a service; returns its registry view. Refused
+        while another scale, heal or deployment of the service runs (from any kernel)."""
         svc, replicas = service(name), check_replicas(replicas)
         require_up(self.backend)
-        active = self.backend.active_slots(svc)
-        to_start = [s for s in range(1, replicas + 1) if s not in active]
-        to_stop = [s for s in active if s > replicas]
-        self.backend.ensure_free(svc, to_start)
-        self.backend.set_desired_replicas(svc, replicas)
-        self.backend.start_instances(svc, to_start, self.progress)
-        self.backend.stop_instances(svc, to_stop, self.progress)
+        with ServiceLock(self.backend.state, svc.name, f"scale to {replicas}"):
+            active = self.backend.active_slots(svc)
+            # by count, whatever slots run (a rollout leaves e.g. 1, 2, 4): the lowest free
+            # slots start, the highest running ones stop
+            to_start = free_slots(active)[:max(replicas - len(active), 0)]
+            to_stop = active[replicas:]
+            self.backend.ensure_free(svc, to_start)
+            self.backend.set_desired_replicas(svc, replicas)
+            self.backend.start_instances(svc, to_start, self.progress)
+            self.backend.stop_instances(svc, to_stop, self.progress)
         return self.instances(name)
 
     def instances(self, name: str | None = None) -> pd.DataFrame:
@@ -217,11 +223,13 @@ class Lab:
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
         service's declared version and replica count, and the gateway's declared routes and
-        health checks. Policies (lab.policies) stay: clear them with lab.policies.clear."""
+        health checks. Policies (lab.policies) stay: clear them with lab.policies.clear.
+        Refused while a scale or deployment of any service runs."""
         require_up(self.backend)
-        self._deployments.reset()
-        self._faults.heal()
-        self.gateway.write_routes()  # the declared routes and health checks
+        with every_service(self.backend.state, SERVICES, "heal"):
+            self._deployments.reset()
+            self._faults.heal()
+            self.gateway.write_routes()  # the declared routes and health checks
 
     # ---- traffic -----------------------------------------------------------
 
