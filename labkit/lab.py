@@ -295,9 +295,13 @@ class Lab:
     def traces(self, service: str | None = None, since: When = None, until: When = None,
                min_duration: float | str | None = None, status: str | None = None,
                limit: int = 20) -> pd.DataFrame:
-        """Traces in the telemetry store, newest first (see labkit.telemetry.Telemetry)."""
-        return self.telemetry.traces(service=_traced(service), since=since, until=until,
-                                     min_duration=min_duration, status=status, limit=limit)
+        """Traces in the telemetry store, newest first (see labkit.telemetry.Telemetry).
+        `service`: one of the lab's, "traefik", or any application that exports to the store."""
+        found = self.telemetry.traces(service=service, since=since, until=until,
+                                      min_duration=min_duration, status=status, limit=limit)
+        if found.empty:
+            self._has_telemetry(service)
+        return found
 
     def trace(self, trace_id: str) -> pd.DataFrame:
         """The spans of one trace, one row each; lab.plot.trace(...) draws them."""
@@ -308,12 +312,27 @@ class Lab:
              until: When = None, contains: str | None = None, trace_id: str | None = None,
              limit: int = 1000) -> pd.DataFrame:
         """Log records of every instance and of the gateway (service "traefik": its access
-        log), oldest first. level="warning" means warnings and worse."""
-        return self.telemetry.logs(
-            request_id=request_id, trace_id=trace_id, service=_traced(service),
+        log), oldest first, or of any application that exports to the store.
+        level="warning" means warnings and worse."""
+        found = self.telemetry.logs(
+            request_id=request_id, trace_id=trace_id, service=service,
             instance=instance, level=level, since=since, until=until, contains=contains,
             limit=limit,
         )
+        if found.empty:
+            self._has_telemetry(service)
+        return found
+
+    def _has_telemetry(self, name: str | None) -> None:
+        """Nothing found: a LabError if that is because no service of that name ever sent
+        anything (a typo), naming those that did."""
+        if name is None or name in SERVICES or name == GATEWAY_SERVICE:
+            return
+        stored = self.telemetry.services()
+        if name not in stored:
+            known = ", ".join(sorted({*SERVICES, GATEWAY_SERVICE, *stored}))
+            raise LabError(f"the telemetry store holds nothing from a service {name!r}; "
+                           f"services with telemetry: {known}")
 
     # ---- deployments ---------------------------------------------------------
 
@@ -367,17 +386,6 @@ class Lab:
         are not routed within `ready_timeout` seconds. Returns one row per round."""
         require_up(self.backend)
         return self._deployments.rollout(name, version, batch, surge, ready_timeout)
-
-
-def _traced(name: str | None) -> str | None:
-    """A service that sends telemetry: one of the lab's services, or the gateway."""
-    if name is None or name == GATEWAY_SERVICE:
-        return name
-    try:
-        return service(name).name
-    except LabError:
-        known = ", ".join(sorted([*SERVICES, GATEWAY_SERVICE]))
-        raise LabError(f"unknown service {name!r}; services with telemetry: {known}") from None
 
 
 def gateway_target(url: str) -> tuple[str, str | None]:
