@@ -27,11 +27,13 @@ def test_weights_are_whole_numbers_per_registered_version():
 
 
 @pytest.mark.parametrize(("weights", "message"), [
-    ({"v1": -1}, "whole number >= 0"),
-    ({"v1": "90"}, "whole number >= 0"),
-    ({"v1": True}, "whole number >= 0"),
-    ({"v1": 2.5}, "whole number >= 0"),
-    ({"v1": math.nan}, "whole number >= 0"),
+    ({"v1": -1}, "whole number from 0 to 2147483647"),
+    ({"v1": "90"}, "whole number from 0 to 2147483647"),
+    ({"v1": True}, "whole number from 0 to 2147483647"),
+    ({"v1": 2.5}, "whole number from 0 to 2147483647"),
+    ({"v1": math.nan}, "whole number from 0 to 2147483647"),
+    ({"v1": 2**31}, "whole number from 0 to 2147483647"),
+    ({"v1": 1e30}, "whole number from 0 to 2147483647"),
     ({"v9": 10}, "its versions: v1, v2, v3"),
     ({"v1": 0, "v2": 0}, "sum to zero"),
     ({}, "dict of version to weight"),
