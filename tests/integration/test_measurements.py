@@ -56,6 +56,8 @@ def test_the_reported_p95_is_within_ten_percent_of_the_clients(healed, latency_m
         "the canary analysis": canary.measure(
             lab.prometheus, "echo", started + canary.SETTLE_SECONDS, ended)["v1"].p95_ms,
     }
+    # measured over 3 runs: within 0.2-1.7% (120 ms), 0.5-1.4% (300), 0.5% (450); the former
+    # buckets read 243, 488 and 490 ms
     for who, p95 in reported.items():
         assert abs(p95 - truth) <= 0.10 * truth, \
             f"{who} reports p95 {p95:.0f} ms; the instances took {truth:.0f} ms at p95 " \
