@@ -2,7 +2,7 @@
 
 The pieces live in their own modules (versions: which version a slot runs; shifting: the
 weighted split at the gateway; canary: the step-by-step analysis; rollout: the rolling
-upgrade; deploylock: one deployment at a time per service). This class ties them to the
+upgrade; servicelock: one operation at a time per service). This class ties them to the
 running stack and is what `Lab` exposes.
 """
 
@@ -17,12 +17,12 @@ import pandas as pd
 
 from . import canary as canary_analysis
 from .backends.base import Backend
-from .deploylock import DeploymentLock
 from .errors import LabError
 from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
 from .registry import Registry
 from .rollout import Rollout, check
+from .servicelock import ServiceLock
 from .shifting import (
     OFF,
     Splits,
@@ -34,7 +34,7 @@ from .shifting import (
     preset,
 )
 from .topology import MAX_REPLICAS, SERVICES, Service, check_replicas, infra, service
-from .versions import SLOTS, ReleaseFiles
+from .versions import ReleaseFiles, free_slots
 
 VERSION_COLUMNS = ["version", "running", "registered", "weight_pct", "routed_by",
                    "mirrored_pct", "about"]
@@ -90,7 +90,7 @@ class Deployments:
         svc = service(name)
         svc.release(version)
         replicas = check_replicas(replicas)
-        with DeploymentLock(self.etcd, svc.name, f"deploy {replicas} x {version}"):
+        with self._lock(svc, f"deploy {replicas} x {version}"):
             active = self.backend.active_slots(svc)
             mine = [s for s in active if self.releases.version(svc, s) == version]
             if replicas > len(mine):
@@ -100,7 +100,7 @@ class Deployments:
         return self.versions(name)
 
     def _add(self, svc: Service, version: str, count: int, active: list[int]) -> None:
-        free = [s for s in SLOTS if s not in active]
+        free = free_slots(active)
         if count > len(free):
             raise LabError(f"{svc.name} has {len(free)} free slots of {MAX_REPLICAS}; cannot "
                            f"start {count} more instances of {version}")
@@ -140,7 +140,7 @@ class Deployments:
                            "not with explicit weights")
         else:
             check_split(svc, weights)
-        with DeploymentLock(self.etcd, svc.name, f"shift {weights}"):
+        with self._lock(svc, f"shift {weights}"):
             if weights == OFF:
                 return self._apply(svc, None)
             if isinstance(weights, str):
@@ -151,7 +151,7 @@ class Deployments:
     def rollback(self, name: str) -> Weights | None:
         """Undo the last shift: restore the split before it (each call goes one further back)."""
         svc = service(name)
-        with DeploymentLock(self.etcd, svc.name, "rollback"):
+        with self._lock(svc, "rollback"):
             self._not_mirroring(svc, "roll back")
             history = self.splits.history(svc)
             if not history:
@@ -184,7 +184,7 @@ class Deployments:
         if to is not None:  # checked before the lock: a bad call leaves etcd unchanged
             svc.release(to)
             percent = check_percent(percent)
-        with DeploymentLock(self.etcd, svc.name, f"mirror to {to}"):
+        with self._lock(svc, f"mirror to {to}"):
             current = self.mirrors.current(svc)
             if to is None:
                 if current is not None:
@@ -215,7 +215,7 @@ class Deployments:
         svc = service(name)
         svc.release(to)
         plan = canary_analysis.check_plan(steps, interval, slo, min_requests)
-        with DeploymentLock(self.etcd, svc.name, f"canary of {to}"):
+        with self._lock(svc, f"canary of {to}"):
             baseline = self._majority(svc, exclude=to)
             check_weights(svc, {baseline: 1, to: 1}, self._registered(svc))
             return canary_analysis.run(
@@ -232,7 +232,7 @@ class Deployments:
                 ready_timeout: float) -> pd.DataFrame:
         svc = service(name)
         svc.release(version)
-        with DeploymentLock(self.etcd, svc.name, f"rollout to {version}"):
+        with self._lock(svc, f"rollout to {version}"):
             self._not_mirroring(svc, "roll out")
             split = self.splits.current(svc)
             if split is not None:
@@ -251,19 +251,22 @@ class Deployments:
 
     def reset(self) -> None:
         """Every service back to its declared version, routed to the whole fleet, no history:
-        instances of other versions are stopped (the caller restores replica counts)."""
+        instances of other versions are stopped (the caller restores replica counts).
+        The caller holds every service's lock (see Lab.heal)."""
         for svc in SERVICES.values():
-            with DeploymentLock(self.etcd, svc.name, "reset to the declared version"):
-                if self.mirrors.current(svc) is not None:
-                    self.mirrors.stop(svc)
-                if self.splits.current(svc) is not None or self.splits.history(svc):
-                    self.splits.apply(svc, None, [])
-                others = [s for s in self.backend.active_slots(svc)
-                          if self.releases.version(svc, s) != svc.version]
-                self.releases.reset(svc)
-                self.backend.stop_instances(svc, others, self.progress)
+            if self.mirrors.current(svc) is not None:
+                self.mirrors.stop(svc)
+            if self.splits.current(svc) is not None or self.splits.history(svc):
+                self.splits.apply(svc, None, [])
+            others = [s for s in self.backend.active_slots(svc)
+                      if self.releases.version(svc, s) != svc.version]
+            self.releases.reset(svc)
+            self.backend.stop_instances(svc, others, self.progress)
 
     # ---- helpers -------------------------------------------------------------------
+
+    def _lock(self, svc: Service, what: str) -> ServiceLock:
+        return ServiceLock(self.backend.state, svc.name, what)
 
     def _running(self, svc: Service) -> Counter:
         return Counter(self.releases.version(svc, s) for s in self.backend.active_slots(svc))

@@ -21,6 +21,7 @@ from . import durations
 from .backends.base import Backend, require_up
 from .errors import LabError
 from .topology import SERVICES, Service, check_instance, service
+from .versions import free_slots
 
 Progress = Callable[[str], None]
 
@@ -126,9 +127,8 @@ class Faults:
         rows = []
         for svc in SERVICES.values():
             active = self.backend.active_slots(svc)
-            for slot in range(1, self.backend.desired_replicas(svc) + 1):
-                if slot not in active:
-                    rows.append((svc.name, f"{svc.name}-{slot}", "stopped", "not running"))
+            rows += [(svc.name, f"{svc.name}-{slot}", "stopped", "not running")
+                     for slot in self._missing(svc, active)]
             for slot in active:
                 rows += [(svc.name, f"{svc.name}-{slot}", kind, detail)
                          for kind, detail in self._instance_faults(svc, slot)]
@@ -144,10 +144,9 @@ class Faults:
                 # one still starting has no API yet; it comes up clean, its file is gone
                 with contextlib.suppress(LabError):
                     self._admin(svc, slot, "DELETE")
-            desired = self.backend.desired_replicas(svc)
-            missing = [s for s in range(1, desired + 1) if s not in self.backend.active_slots(svc)]
-            self.backend.start_instances(svc, missing, self.progress)
-            self.backend.wait_routed(svc, list(range(1, desired + 1)))
+            self.backend.start_instances(
+                svc, self._missing(svc, self.backend.active_slots(svc)), self.progress)
+            self.backend.wait_routed(svc, self.backend.active_slots(svc))
         self.progress("healed: no fault in force, every service at its declared replicas")
 
     def close(self) -> None:
@@ -164,6 +163,11 @@ class Faults:
             raise LabError(f"{name} has no running instance {instance!r}; running instances: "
                            f"{', '.join(map(str, active)) or 'none'}")
         return svc, self.backend.instance_pid(svc, instance)
+
+    def _missing(self, svc: Service, active: builtins.list[int]) -> builtins.list[int]:
+        """The slots heal would start to bring `svc` back to its declared count: a count, not
+        slots 1..N (after a rollout the fleet may run in slots 1, 2 and 4)."""
+        return free_slots(active)[:max(self.backend.desired_replicas(svc) - len(active), 0)]
 
     # builtins.list: inside the class, `list` is the method above
     def _instance_faults(self, svc: Service, slot: int) -> builtins.list[tuple[str, str]]:

@@ -25,8 +25,10 @@ from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
 from .registry import Registry
+from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
 from .topology import SERVICES, check_replicas, infra, service
+from .versions import free_slots
 
 MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
 GATEWAY_SERVICE = "traefik"  # the service.name of Traefik's spans and access log
@@ -149,16 +151,20 @@ class Lab:
     # ---- instances -------------------------------------------------------
 
     def scale(self, name: str, replicas: int) -> pd.DataFrame:
-        """Run exactly `replicas` instances of a service; returns its registry view."""
+        """Run exactly `replicas` instances of a service; returns its registry view. Refused
+        while another scale, heal or deployment of the service runs (from any kernel)."""
         svc, replicas = service(name), check_replicas(replicas)
         require_up(self.backend)
-        active = self.backend.active_slots(svc)
-        to_start = [s for s in range(1, replicas + 1) if s not in active]
-        to_stop = [s for s in active if s > replicas]
-        self.backend.ensure_free(svc, to_start)
-        self.backend.set_desired_replicas(svc, replicas)
-        self.backend.start_instances(svc, to_start, self.progress)
-        self.backend.stop_instances(svc, to_stop, self.progress)
+        with ServiceLock(self.backend.state, svc.name, f"scale to {replicas}"):
+            active = self.backend.active_slots(svc)
+            # by count, whatever slots run (a rollout leaves e.g. 1, 2, 4): the lowest free
+            # slots start, the highest running ones stop
+            to_start = free_slots(active)[:max(replicas - len(active), 0)]
+            to_stop = active[replicas:]
+            self.backend.ensure_free(svc, to_start)
+            self.backend.set_desired_replicas(svc, replicas)
+            self.backend.start_instances(svc, to_start, self.progress)
+            self.backend.stop_instances(svc, to_stop, self.progress)
         return self.instances(name)
 
     def instances(self, name: str | None = None) -> pd.DataFrame:
@@ -217,11 +223,13 @@ class Lab:
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
         service's declared version and replica count, and the gateway's declared routes and
-        health checks. Policies (lab.policies) stay: clear them with lab.policies.clear."""
+        health checks. Policies (lab.policies) stay: clear them with lab.policies.clear.
+        Refused while a scale or deployment of any service runs."""
         require_up(self.backend)
-        self._deployments.reset()
-        self._faults.heal()
-        self.gateway.write_routes()  # the declared routes and health checks
+        with every_service(self.backend.state, SERVICES, "heal"):
+            self._deployments.reset()
+            self._faults.heal()
+            self.gateway.write_routes()  # the declared routes and health checks
 
     # ---- traffic -----------------------------------------------------------
 
@@ -287,9 +295,13 @@ class Lab:
     def traces(self, service: str | None = None, since: When = None, until: When = None,
                min_duration: float | str | None = None, status: str | None = None,
                limit: int = 20) -> pd.DataFrame:
-        """Traces in the telemetry store, newest first (see labkit.telemetry.Telemetry)."""
-        return self.telemetry.traces(service=_traced(service), since=since, until=until,
-                                     min_duration=min_duration, status=status, limit=limit)
+        """Traces in the telemetry store, newest first (see labkit.telemetry.Telemetry).
+        `service`: one of the lab's, "traefik", or any application that exports to the store."""
+        found = self.telemetry.traces(service=service, since=since, until=until,
+                                      min_duration=min_duration, status=status, limit=limit)
+        if found.empty:
+            self._has_telemetry(service)
+        return found
 
     def trace(self, trace_id: str) -> pd.DataFrame:
         """The spans of one trace, one row each; lab.plot.trace(...) draws them."""
@@ -300,12 +312,27 @@ class Lab:
              until: When = None, contains: str | None = None, trace_id: str | None = None,
              limit: int = 1000) -> pd.DataFrame:
         """Log records of every instance and of the gateway (service "traefik": its access
-        log), oldest first. level="warning" means warnings and worse."""
-        return self.telemetry.logs(
-            request_id=request_id, trace_id=trace_id, service=_traced(service),
+        log), oldest first, or of any application that exports to the store.
+        level="warning" means warnings and worse."""
+        found = self.telemetry.logs(
+            request_id=request_id, trace_id=trace_id, service=service,
             instance=instance, level=level, since=since, until=until, contains=contains,
             limit=limit,
         )
+        if found.empty:
+            self._has_telemetry(service)
+        return found
+
+    def _has_telemetry(self, name: str | None) -> None:
+        """Nothing found: a LabError if that is because no service of that name ever sent
+        anything (a typo), naming those that did."""
+        if name is None or name in SERVICES or name == GATEWAY_SERVICE:
+            return
+        stored = self.telemetry.services()
+        if name not in stored:
+            known = ", ".join(sorted({*SERVICES, GATEWAY_SERVICE, *stored}))
+            raise LabError(f"the telemetry store holds nothing from a service {name!r}; "
+                           f"services with telemetry: {known}")
 
     # ---- deployments ---------------------------------------------------------
 
@@ -359,17 +386,6 @@ class Lab:
         are not routed within `ready_timeout` seconds. Returns one row per round."""
         require_up(self.backend)
         return self._deployments.rollout(name, version, batch, surge, ready_timeout)
-
-
-def _traced(name: str | None) -> str | None:
-    """A service that sends telemetry: one of the lab's services, or the gateway."""
-    if name is None or name == GATEWAY_SERVICE:
-        return name
-    try:
-        return service(name).name
-    except LabError:
-        known = ", ".join(sorted([*SERVICES, GATEWAY_SERVICE]))
-        raise LabError(f"unknown service {name!r}; services with telemetry: {known}") from None
 
 
 def gateway_target(url: str) -> tuple[str, str | None]:

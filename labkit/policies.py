@@ -15,7 +15,7 @@ import etcd3gw
 import httpx
 import pandas as pd
 
-from . import durations, policy_keys
+from . import policy_keys
 from .breaker_expression import check_expression
 from .errors import LabError
 from .kv import etcd_client
@@ -24,28 +24,17 @@ from .policy_served import ServedPolicies
 from .readback import ReadBack
 from .topology import infra
 from .topology import service as known_service
+from .traefik_limits import count as _count
+from .traefik_limits import duration as _duration
 
 STRATEGIES = ("wrr", "p2c")
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: header and cookie names
-_MAX_INT = 2**31 - 1
 
 Duration = float | str  # seconds, or a Go duration string such as "250ms"
 
 
 # --- validation: everything is checked before a single key is written -----------------------
-
-
-def _duration(what: str, value: object) -> str:
-    """The duration as Traefik reads it: a string as given, seconds as a Go duration."""
-    seconds = durations.seconds(value, what, positive=True)
-    return value.strip() if isinstance(value, str) else durations.go(seconds)
-
-
-def _positive_int(what: str, value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_INT:
-        raise LabError(f"{what} must be a whole number from 1 to {_MAX_INT}, got {value!r}")
-    return str(value)
 
 
 def _token(what: str, value: object) -> str:
@@ -103,7 +92,7 @@ class Policies:
 
     def retry(self, service: str, attempts: int = 3, initial_interval: Duration = "100ms") -> None:
         self._middleware(service, "retry", {
-            "attempts": _positive_int("attempts", attempts),
+            "attempts": _count("attempts", attempts),
             "initialInterval": _duration("initial_interval", initial_interval),
         })  # fmt: skip
 
@@ -122,8 +111,8 @@ class Policies:
         self, service: str, average: int, burst: int = 1, period: Duration = "1s", per: str = "ip"
     ) -> None:
         self._middleware(service, "rate-limit", {
-            "average": _positive_int("average", average),
-            "burst": _positive_int("burst", burst),
+            "average": _count("average", average),
+            "burst": _count("burst", burst),
             "period": _duration("period", period),
             **_source_criterion(per, allow_host=False),
         })  # fmt: skip
@@ -131,7 +120,7 @@ class Policies:
     def in_flight(self, service: str, amount: int, per: str | None = "ip") -> None:
         """A bulkhead: at most `amount` requests in progress per client (or in all, per=None)."""
         self._middleware(service, "in-flight", {
-            "amount": _positive_int("amount", amount),
+            "amount": _count("amount", amount),
             **_source_criterion(per, allow_host=True),
         })  # fmt: skip
 

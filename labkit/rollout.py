@@ -22,7 +22,7 @@ import pandas as pd
 from .backends.base import Backend
 from .errors import LabError
 from .topology import MAX_REPLICAS, Service
-from .versions import SLOTS, ReleaseFiles
+from .versions import ReleaseFiles, free_slots
 
 REPORT_COLUMNS = ["round", "started", "stopped", "ready_s", "drained_s", "fleet"]
 
@@ -88,7 +88,7 @@ class Rollout:
         old_versions = {slot: self.releases.version(svc, slot) for slot in olds}
         drained = self._drain(svc, first)
         active = self.backend.active_slots(svc)
-        new_slots = [s for s in SLOTS if s not in active][:len(targets)]
+        new_slots = free_slots(active)[:len(targets)]
         for slot, (_, version) in zip(new_slots, targets, strict=True):
             self.releases.assign(svc, slot, version)
         started = time.monotonic()

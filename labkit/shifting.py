@@ -22,7 +22,6 @@ they apply only while no split is in force.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 
 import etcd3gw
@@ -34,6 +33,7 @@ from .gateway import api_get
 from .mirroring import main_key, mirror_service
 from .readback import ReadBack
 from .topology import Service
+from .traefik_limits import MAX_INT
 
 Weights = dict[str, int]
 PRESETS = {"tenth": 10, "half": 50, "full": 100}  # the original's namerd dtabs
@@ -61,9 +61,9 @@ def check_split(svc: Service, weights: object) -> Weights:
     for version, weight in weights.items():
         svc.release(version)  # names the service's versions if unknown
         if (isinstance(weight, bool) or not isinstance(weight, int | float)
-                or not math.isfinite(weight) or weight < 0 or weight != int(weight)):
-            raise LabError(f"the weight of {version} must be a whole number >= 0 ({EXAMPLE}), "
-                           f"got {weight!r}")
+                or not 0 <= weight <= MAX_INT or weight != int(weight)):
+            raise LabError(f"the weight of {version} must be a whole number from 0 to "
+                           f"{MAX_INT} ({EXAMPLE}), got {weight!r}")
     split = {v: int(w) for v, w in weights.items() if w > 0}
     if not split:
         raise LabError(f"the weights sum to zero: at least one version needs a weight above 0 "

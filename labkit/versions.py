@@ -23,6 +23,11 @@ from .topology import MAX_REPLICAS, Service
 SLOTS = range(1, MAX_REPLICAS + 1)
 
 
+def free_slots(active: list[int]) -> list[int]:
+    """The slots not running, lowest first: where new instances start."""
+    return [s for s in SLOTS if s not in active]
+
+
 class ReleaseFiles:
     def __init__(self, backend: Backend):
         self.backend = backend

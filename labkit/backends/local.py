@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import block_claims, blocks, paths
+from .. import block_claims, blocks, paths, servicelock
 from ..errors import LabError
 from ..gateway import Gateway
 from ..ports import ensure_free
@@ -329,15 +329,20 @@ class LocalBackend:
         self.supervisor.start(name)
 
     def desired_replicas(self, service: Service) -> int:
-        path = self.state / REPLICAS_FILE
-        desired = json.loads(path.read_text()) if path.exists() else {}
-        return desired.get(service.name, service.replicas)
+        return self._declared_replicas().get(service.name, service.replicas)
 
     def set_desired_replicas(self, service: Service, replicas: int) -> None:
+        """One service's count changes, the others' stay: a read-modify-write of the file
+        under its lock (two services scaled at once), written whole (temporary + rename)."""
         path = self.state / REPLICAS_FILE
-        desired = json.loads(path.read_text()) if path.exists() else {}
-        desired[service.name] = replicas
-        path.write_text(json.dumps(desired, indent=2))
+        with servicelock.updating(path):
+            desired = self._declared_replicas()
+            desired[service.name] = replicas
+            servicelock.write_atomically(path, json.dumps(desired, indent=2))
+
+    def _declared_replicas(self) -> dict[str, int]:
+        path = self.state / REPLICAS_FILE
+        return json.loads(path.read_text()) if path.exists() else {}
 
     def instance_pid(self, service: Service, slot: int) -> int:
         return self.supervisor.info(instance_name(service, slot))["pid"]

@@ -5,10 +5,9 @@ from collections import Counter
 import httpx
 import pytest
 
-from labkit.deploylock import DeploymentLock
 from labkit.errors import LabError
-from labkit.kv import etcd_client
 from labkit.rollout import RolloutAborted
+from labkit.servicelock import ServiceLock
 from labkit.topology import infra
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
@@ -50,8 +49,8 @@ def test_bad_weights_and_a_second_deployment_change_nothing(blue_green):
     for bad in ({"v1": -1}, {"v1": "ten"}, {"v7": 1}, {"v1": 0, "v2": 0}, {"v3": 100}, "most"):
         with pytest.raises(LabError):
             lab.shift("echo", bad)
-    with DeploymentLock(etcd_client(), "echo", "a rollout in another notebook"), \
-            pytest.raises(LabError, match="in progress .a rollout in another notebook"):
+    with ServiceLock(lab.backend.state, "echo", "a rollout in another notebook"), \
+            pytest.raises(LabError, match="echo is busy with a rollout in another notebook"):
         lab.shift("echo", {"v1": 50, "v2": 50})
     assert lab.versions("echo").equals(before)
     assert versions_served(20) == {"v1": 20}

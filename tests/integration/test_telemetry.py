@@ -1,7 +1,17 @@
 """Telemetry against the live stack: request ids, traces across every hop, clear errors."""
 
+import logging
+import uuid
+
 import httpx
 import pytest
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from labkit.errors import LabError
 from labkit.topology import infra
@@ -68,10 +78,41 @@ def test_the_trace_has_every_hop_with_parents_in_the_trace(lab, gateway):
 def test_bad_telemetry_queries_say_what_is_valid(lab):
     with pytest.raises(LabError, match="Prometheus rejected the query.*parse error"):
         lab.metrics("sum(rate(http_requests_total[1m])")
-    with pytest.raises(LabError, match="unknown service 'nope'.*traefik"):
+    with pytest.raises(LabError, match="holds nothing from a service 'nope'.*traefik"):
         lab.traces(service="nope")
     with pytest.raises(LabError, match="no trace"):
         lab.trace("0" * 32)
     with pytest.raises(LabError, match="level"):
         lab.logs(level="loud")
     assert lab.logs(request_id="never-sent").empty
+
+
+def test_an_application_exporting_to_the_store_is_queried_like_the_labs_own(lab):
+    """Any service that sends OTLP to the store is found by name (issue #11), not only the
+    lab's own; a name nothing was sent from is still refused, naming the ones that were."""
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    resource = Resource.create({"service.name": name})
+    tracers = TracerProvider(resource=resource)
+    tracers.add_span_processor(SimpleSpanProcessor(
+        OTLPSpanExporter(endpoint=f"{infra().telemetry.url}/v1/traces")))
+    loggers = LoggerProvider(resource=resource)
+    loggers.add_log_record_processor(SimpleLogRecordProcessor(
+        OTLPLogExporter(endpoint=f"{infra().telemetry.url}/v1/logs")))
+    logger = logging.getLogger(name)
+    logger.addHandler(LoggingHandler(logger_provider=loggers))
+    try:
+        with tracers.get_tracer("checkout").start_as_current_span("checkout"):
+            logger.warning("card declined")
+    finally:
+        tracers.shutdown()
+        loggers.shutdown()
+
+    def found() -> tuple | None:
+        traces, logs = lab.traces(service=name, since="1m"), lab.logs(service=name, since="1m")
+        return (traces, logs) if len(traces) and len(logs) else None
+
+    traces, logs = wait_for(found, what=f"{name}'s trace and log", timeout=10)
+    assert traces["root_name"].tolist() == ["checkout"]
+    assert logs["body"].tolist() == ["card declined"]
+    with pytest.raises(LabError, match=f"holds nothing from a service 'shp'.*{name}"):
+        lab.logs(service="shp")

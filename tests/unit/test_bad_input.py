@@ -26,6 +26,7 @@ from labkit.metrics import MAX_QUERY_CHARS
 from labkit.shifting import PRESETS
 from labkit.telemetry import MAX_FILTER_CHARS
 from labkit.topology import MAX_REPLICAS, SERVICES
+from labkit.traefik_limits import DURATION_RANGE, MAX_DURATION_S, MAX_INT, MIN_DURATION_S
 
 RUNNING = [1, 2, 3]  # the fake's running instances of every service
 READS = {"is_up", "active_slots", "instance_pid", "desired_replicas", "is_paused", "processes"}
@@ -206,6 +207,20 @@ def test_mirroring_is_checked_before_the_deployment_lock(lab_and_contacts, to, p
     refused(lab_and_contacts, lambda lab: lab.mirror("echo", to, percent))
 
 
+@pytest.mark.parametrize("value", [1e10, "3000000h", "9999999999999s", 1e-7, "0.5ns"])
+def test_durations_are_checked_against_traefiks_range_before_writing(lab_and_contacts, value):
+    refused(lab_and_contacts, lambda lab: lab.policies.timeout("echo", response_header=value),
+            match=f"response_header must be {DURATION_RANGE}")
+    refused(lab_and_contacts, lambda lab: lab.policies.retry("echo", initial_interval=value),
+            match=f"initial_interval must be {DURATION_RANGE}")
+
+
+@pytest.mark.parametrize("weight", [MAX_INT + 1, 10**30, 1e19])
+def test_weights_are_checked_against_traefiks_range_before_writing(lab_and_contacts, weight):
+    refused(lab_and_contacts, lambda lab: lab.shift("echo", {"v1": 1, "v2": weight}),
+            match=f"whole number from 0 to {MAX_INT}")
+
+
 # ---- the property: whatever is wrong, a LabError and nothing changed -------------------
 
 _GO_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+")
@@ -220,6 +235,11 @@ NOT_REPLICAS = ANYTHING.filter(lambda v: not (type(v) is int and 0 <= v <= MAX_R
 NOT_DURATION = ANYTHING.filter(lambda v: v is not None and not (
     (type(v) in (int, float) and math.isfinite(v) and v >= 0)
     or (isinstance(v, str) and _GO_DURATION.fullmatch(v.strip()))))
+BEYOND_TRAEFIK = st.one_of(  # well-formed durations that Traefik cannot hold
+    st.floats(MAX_DURATION_S, 1e300, exclude_min=True),
+    st.floats(0, MIN_DURATION_S, exclude_min=True, exclude_max=True),
+    st.integers(int(MAX_DURATION_S // 3600) + 1, 10**15).map(lambda h: f"{h}h"),
+)
 NOT_A_RATE = ANYTHING.filter(lambda v: not (type(v) in (int, float) and 0 <= v <= 1))
 NOT_A_TIME = ANYTHING.filter(lambda v: v is not None and not (
     (type(v) in (int, float) and math.isfinite(v))
@@ -279,6 +299,10 @@ BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
         lambda v: lambda lab: lab.mirror("echo", "v2", v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.policies.timeout("echo", response_header=v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.policies.retry("echo", initial_interval=v)),
+    BEYOND_TRAEFIK.map(lambda v: lambda lab: lab.policies.timeout("echo", response_header=v)),
+    BEYOND_TRAEFIK.map(lambda v: lambda lab: lab.policies.circuit_breaker(
+        "echo", "NetworkErrorRatio() > 0.5", check_period=v)),
+    st.integers(MAX_INT + 1, 10**30).map(lambda v: lambda lab: lab.shift("echo", {"v1": v})),
     ANYTHING.filter(lambda v: not (type(v) is int and v >= 1)).map(
         lambda v: lambda lab: lab.policies.retry("echo", attempts=v)),
 )

@@ -2,8 +2,6 @@
 
 import json
 import math
-import time
-from types import SimpleNamespace
 
 import pytest
 from labstack.settings import Settings
@@ -11,10 +9,10 @@ from labstack.settings import Settings
 from labkit import canary
 from labkit.backends.local import LocalBackend
 from labkit.deploy import Deployments
-from labkit.deploylock import lock_key
 from labkit.errors import LabError
 from labkit.mirroring import check_percent
 from labkit.rollout import check
+from labkit.servicelock import ServiceLock
 from labkit.shifting import check_weights, describe, preset
 from labkit.topology import service
 from labkit.versions import ReleaseFiles
@@ -29,11 +27,13 @@ def test_weights_are_whole_numbers_per_registered_version():
 
 
 @pytest.mark.parametrize(("weights", "message"), [
-    ({"v1": -1}, "whole number >= 0"),
-    ({"v1": "90"}, "whole number >= 0"),
-    ({"v1": True}, "whole number >= 0"),
-    ({"v1": 2.5}, "whole number >= 0"),
-    ({"v1": math.nan}, "whole number >= 0"),
+    ({"v1": -1}, "whole number from 0 to 2147483647"),
+    ({"v1": "90"}, "whole number from 0 to 2147483647"),
+    ({"v1": True}, "whole number from 0 to 2147483647"),
+    ({"v1": 2.5}, "whole number from 0 to 2147483647"),
+    ({"v1": math.nan}, "whole number from 0 to 2147483647"),
+    ({"v1": 2**31}, "whole number from 0 to 2147483647"),
+    ({"v1": 1e30}, "whole number from 0 to 2147483647"),
     ({"v9": 10}, "its versions: v1, v2, v3"),
     ({"v1": 0, "v2": 0}, "sum to zero"),
     ({}, "dict of version to weight"),
@@ -178,24 +178,14 @@ def test_a_mirror_percent_is_a_whole_number_from_1_to_100(percent):
     assert check_percent(100) == 100
 
 
-class _LockHeldElsewhere:
-    """An etcd where another kernel holds echo's deployment lock; any other read fails."""
-
-    def lease(self, ttl):
-        return SimpleNamespace(revoke=lambda: None)
-
-    def create(self, key, value, lease=None):
-        return False
-
-    def get(self, key):
-        assert key == lock_key("echo"), f"read {key} before taking the lock"
-        return [json.dumps({"what": "a rollout in another notebook", "pid": 1, "host": "h",
-                            "started_at": time.time()})]
-
-
 class _Untouchable:
+    """A backend (or etcd) that fails on any use but the lab's state folder."""
+
+    def __init__(self, state=None):
+        self.state = state
+
     def __getattr__(self, name):
-        raise AssertionError(f"backend.{name} used before taking the lock")
+        raise AssertionError(f"{name} used before taking the lock")
 
 
 @pytest.mark.parametrize("action", [
@@ -204,10 +194,11 @@ class _Untouchable:
     lambda d: d.shift("echo", {"v1": 90, "v2": 10}),
     lambda d: d.deploy("echo", "v2", 1),
 ])
-def test_a_deployment_takes_the_lock_before_reading_the_stack(action):
-    deployments = Deployments(_Untouchable(), lambda _msg: None, _LockHeldElsewhere())
+def test_a_deployment_takes_the_lock_before_reading_the_stack(action, tmp_path):
+    deployments = Deployments(_Untouchable(tmp_path), lambda _msg: None, _Untouchable())
     try:
-        with pytest.raises(LabError, match="deployment of echo is in progress .a rollout in"):
+        with ServiceLock(tmp_path, "echo", "a rollout in another notebook"), \
+                pytest.raises(LabError, match="echo is busy with a rollout in another notebook"):
             action(deployments)
     finally:
         deployments.close()
