@@ -87,3 +87,4 @@ def binder_env(testrun_uid: str) -> Iterator[BinderEnv]:
                 stop_processes_of(built.user, base)
                 shutil.rmtree(base, ignore_errors=True)
                 users.unlink()
+                lock.unlink()  # the last user: a worker that comes later starts afresh
