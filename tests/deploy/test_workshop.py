@@ -13,6 +13,7 @@ import asyncio
 import json
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -68,10 +69,14 @@ def test_a_workshop_hub_with_three_learners(binder_env: BinderEnv) -> None:
                    for part in p.info["cmdline"] or []), "the hub did not start its idle culler"
 
         api.post("users", json={"usernames": list(LEARNERS)}).raise_for_status()
-        spawned = {}
-        for name in LEARNERS:  # all three at once: the hub spawns them concurrently
-            api.post(f"users/{name}/server").raise_for_status()
+        spawned: dict[str, float] = {}
+
+        def spawn(name: str) -> None:  # the call waits for up to the hub's slow_spawn_timeout
             spawned[name] = time.monotonic()
+            api.post(f"users/{name}/server").raise_for_status()
+
+        with ThreadPoolExecutor(len(LEARNERS)) as pool:  # all three at once
+            list(pool.map(spawn, LEARNERS))
         ready: dict[str, float] = {}
 
         def all_ready() -> bool:
