@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test up down status bench lint clean
+.PHONY: setup lab test up down status bench lint clean workshop
 
 setup:  ## create the venv, install everything, generate stubs (idempotent)
 	@bash scripts/setup.sh
@@ -39,6 +39,10 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/resilience.py
 	@$(BIN)/python bench/telemetry.py
 	@$(BIN)/python bench/deploy.py
+
+workshop: setup  ## a JupyterHub for a workshop on this machine (workshop/README.md); not as root
+	@bash workshop/setup.sh
+	@$(BIN)/jupyterhub -f workshop/jupyterhub_config.py
 
 lint: setup  ## ruff and mypy (configured in pyproject.toml); tests/test_lint.py runs both too
 	@$(BIN)/ruff check .

@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 
-from . import links
+from . import links, ownership
 from .errors import LabError
 from .lab import Lab
 from .topology import INFRA_COMPONENTS, MAX_REPLICAS, SERVICES, infra
@@ -48,7 +48,10 @@ def _logs(lab: Lab, program: str | None, lines: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start the stack (idempotent)")
+    up = commands.add_parser("up", help="start the stack (idempotent)")
+    up.add_argument("--owner", type=int, metavar="PID",
+                    help="stop the lab when process PID (a Jupyter server) exits; "
+                         "binder/start uses it")
     commands.add_parser("down", help="stop every process of the stack")
     commands.add_parser("status", help="components and instances, with state and address")
     scale = commands.add_parser("scale", help="run N instances of a service")
@@ -63,7 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     pd.set_option("display.width", 160)
     try:
         if args.command == "up":
-            lab.up()
+            if args.owner is None:
+                lab.up()
+            else:
+                ownership.own(lab, args.owner)
             print(f"  {links.GATEWAY:40} {infra().gateway.address} (Host: echo.localhost)")
             for name, url in links.pages().items():
                 print(f"  {name:40} {url}")

@@ -12,11 +12,18 @@ from .errors import LabError
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin: traefik, etcd and supervisord come from pip
 
-PROMETHEUS_INSTALL_HINT = (
-    "install Prometheus with one of: 'sudo apt-get install -y --no-install-recommends "
-    "prometheus' (Debian/Ubuntu), 'brew install prometheus' (macOS), "
-    "'conda install -c conda-forge prometheus'; or run 'make setup', which does it when root"
-)
+OS_PACKAGES = ("prometheus", "wrk")  # what pip cannot install; wrk only sharpens a benchmark
+
+
+def install_hint(packages: tuple[str, ...] = ("prometheus",)) -> str:
+    """The one message saying how to install OS packages without root in our scripts
+    (printed by `make setup` as a normal user, and by `labkit up` when Prometheus is missing)."""
+    names = " ".join(packages)
+    return (f"install {', '.join(packages)} with one of:\n"
+            f"  sudo apt-get install -y --no-install-recommends {names}   # Debian / Ubuntu\n"
+            f"  brew install {names}   # macOS\n"
+            f"  conda install -c conda-forge {names}   # conda (no root needed)\n"
+            f"or run 'make setup' as root, which installs them with apt")
 
 
 def state_dir() -> Path:
@@ -32,5 +39,5 @@ def executable(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    hint = PROMETHEUS_INSTALL_HINT if name == "prometheus" else "run 'make setup'"
+    hint = install_hint((name,)) if name in OS_PACKAGES else "run 'make setup'"
     raise LabError(f"executable {name!r} not found in {BIN} or on PATH; {hint}")

@@ -31,34 +31,33 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   "$VENV/bin/nbstripout" --install
 fi
 
-PROTO=stack/labstack/routeguide.proto
-STUB=stack/labstack/routeguide_pb2.py
-if [ ! -f "$STUB" ] || [ "$PROTO" -nt "$STUB" ]; then
-  echo "setup: generating gRPC stubs from $PROTO"
-  "$VENV/bin/python" -m grpc_tools.protoc -I stack --python_out=stack --grpc_python_out=stack \
-    --pyi_out=stack "$PROTO"
-fi
+bash scripts/stubs.sh "$VENV/bin/python"
 
 # Prometheus is required; wrk only sharpens bench/gateway_overhead.py
-missing=()
-command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+find_missing() {
+  missing=()
+  command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+}
+find_missing
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "setup: installing ${missing[*]} from the OS packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if ! command -v prometheus >/dev/null 2>&1; then
-  cat >&2 <<'MSG'
-setup: Prometheus is missing, and this script only installs it when run as root with apt.
-Install it with one of:
-  sudo apt-get install -y --no-install-recommends prometheus   # Debian / Ubuntu
-  brew install prometheus                                      # macOS
-  conda install -c conda-forge prometheus                      # conda
-then run this again.
-MSG
-  exit 1
+# Without root (or apt) everything else is done by now: say, in one message, what to run
+find_missing
+if [ ${#missing[@]} -gt 0 ]; then
+  {
+    echo "setup: everything is set up except OS packages this script installs only as root with apt:"
+    "$VENV/bin/python" -c 'import sys; from labkit.paths import install_hint
+print(install_hint(tuple(sys.argv[1:])))' "${missing[@]}"
+    echo "(wrk is optional: only bench/gateway_overhead.py uses it.) Then run 'make setup' again."
+  } >&2
+  if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+    exit 1
+  fi
 fi
 
 echo "setup: ok ($("$VENV/bin/traefik" version | awk '/Version/ {print "traefik " $2; exit}'), \

@@ -98,6 +98,7 @@ class LocalBackend:
                                f"or unset {blocks.BLOCK_ENV}")
             self._start_infra(progress)
             return
+        local_config.infra_commands(self.state)  # every executable found, or fail before acting
         claim = self._claim_block()
         try:
             self._reap_strays()

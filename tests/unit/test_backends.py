@@ -4,9 +4,13 @@ import ast
 import inspect
 from pathlib import Path
 
+import pytest
+
 import labkit
+from labkit import block_claims, paths
 from labkit.backends.base import Backend
 from labkit.backends.local import LocalBackend
+from labkit.errors import LabError
 
 
 def test_the_local_backend_is_a_backend(tmp_path):
@@ -39,3 +43,16 @@ def test_the_generic_modules_know_only_the_protocol():
         tree = ast.parse((Path(labkit.__file__).parent / f"{module}.py").read_text())
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
         assert not {"backends.local", "backends.local_config"} & imported, module
+
+
+def test_up_without_prometheus_fails_at_once_with_the_install_hint(tmp_path, monkeypatch):
+    state = tmp_path / "lab"
+    assert not (paths.BIN / "prometheus").exists(), "the venv ships no Prometheus"
+    monkeypatch.setattr(paths.shutil, "which", lambda name: None)  # and none on PATH
+    backend = LocalBackend(state)
+    with pytest.raises(LabError) as refused:
+        backend.up(lambda _message: None)
+    assert paths.install_hint(("prometheus",)) in str(refused.value)
+    assert "sudo apt-get" in str(refused.value) and "brew install" in str(refused.value)
+    assert not state.exists(), "nothing was written before the check"
+    assert block_claims.holder(backend.block) is None, "no block was claimed"

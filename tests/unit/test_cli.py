@@ -1,5 +1,6 @@
 """The `labkit` command's answers that need no stack: help, bad names, a stopped lab's logs."""
 
+import psutil
 import pytest
 
 from labkit import cli
@@ -53,3 +54,11 @@ def test_logs_of_a_running_lab_carry_no_stopped_label(state, capsys, monkeypatch
     out = capsys.readouterr().out
     assert "stopped" not in out
     assert "last line" in out
+
+
+def test_up_for_an_owner_that_is_not_running_fails_and_starts_nothing(state, capsys):
+    gone = psutil.Popen(["true"])
+    gone.wait()
+    assert cli.main(["up", "--owner", str(gone.pid)]) != 0
+    assert f"--owner {gone.pid}: no such process" in capsys.readouterr().err
+    assert not (state / "owner.lock").exists() and not (state / "supervisor.sock").exists()
