@@ -39,6 +39,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/resilience.py
 	@$(BIN)/python bench/telemetry.py
 	@$(BIN)/python bench/deploy.py
+	@$(BIN)/python bench/chaos.py
 
 lint: setup  ## ruff and mypy (configured in pyproject.toml); tests/test_lint.py runs both too
 	@$(BIN)/ruff check .
