@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 import pandas as pd
@@ -128,18 +129,26 @@ class Snapshot:
     @classmethod
     def take(cls, lab: Lab) -> Snapshot:
         """Send one request with a fresh request id and wait until the store holds its logs;
-        then read what the gateway serves and what the registry holds, and wait until
-        Prometheus scrapes every instance (so that every check of `lost` passes now)."""
+        then read what the gateway serves and what the registry holds, at a moment when
+        every check of `lost` passes (so that each can fail only because of a strike)."""
         request_id = uuid.uuid4().hex
         answer = httpx.get(f"{infra().gateway.url}/", timeout=5,
                            headers={"Host": "echo.localhost", "X-Request-Id": request_id})
         answer.raise_for_status()
         wait_for(lambda: len(lab.logs(request_id=request_id)) > 0,
                  what=f"the logs of request {request_id} in the store", timeout=20)
-        taken = cls(gateway=gateway_view(lab), registered=registered(lab),
-                    request_id=request_id, taken_at=time.time())
-        taken.wait_intact(lab)
-        return taken
+
+        def now() -> Snapshot:
+            return cls(gateway=gateway_view(lab), registered=registered(lab),
+                       request_id=request_id, taken_at=time.time())
+
+        def whole() -> Snapshot | None:
+            taken = now()
+            return None if taken.lost(lab) else taken
+
+        # right after `up`, Prometheus may not hold 10 s of samples yet
+        return cast(Snapshot, wait_for(whole, what="a snapshot in which nothing is missing",
+                                       timeout=30, diagnose=lambda: "\n".join(now().lost(lab))))
 
     def wait_intact(self, lab: Lab, timeout: float = 20) -> None:
         wait_for(lambda: not self.lost(lab), what="the lab to be whole as in the snapshot",
