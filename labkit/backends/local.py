@@ -138,9 +138,9 @@ class LocalBackend:
         again), then each orphan replaced by a supervised process, so that the lab keeps
         serving. The components off the request path restart together; Traefik's successor
         starts beside it (its entry points reuse the port) before it leaves; each service
-        replaces one instance at a time, which deregisters and drains before its successor
-        starts on its address (the only instance of a version gets a stand-in on a spare
-        slot meanwhile). Registrations, routes, policies and stored data stay: the state
+        replaces one instance at a time, which leaves the gateway and stops gracefully before
+        its successor starts on its address (the only instance of a version gets a stand-in
+        on a spare slot meanwhile). Registrations, routes, policies and stored data stay: the state
         folder is kept."""
         progress(f"supervisord is gone; {len(orphans)} component(s) still run: supervising "
                  "them again")
@@ -191,8 +191,11 @@ class LocalBackend:
     def _unroute(self, service: Service, slot: int) -> None:
         """Make an instance unready (its admin API) and wait until the gateway dropped it:
         its own drain on SIGTERM (0.3 s) is shorter than Traefik takes on busy cores."""
-        httpx.put(f"{service.admin_endpoint(slot).url}/admin/faults", json={"unready": True},
-                  timeout=2).raise_for_status()
+        try:
+            httpx.put(f"{service.admin_endpoint(slot).url}/admin/faults",
+                      json={"unready": True}, timeout=2).raise_for_status()
+        except httpx.HTTPError:
+            return  # it does not answer (paused, hung): it is stopped as it is
         gone = _server_url(service, slot)
         wait_for(lambda: gone not in self.gateway.servers(service.name),
                  what=f"the gateway to drop {gone}", timeout=START_TIMEOUT)
