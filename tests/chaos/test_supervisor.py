@@ -91,6 +91,8 @@ def test_the_lab_outlives_its_supervisor_and_up_supervises_it_again(chaos_lab: L
     print(f"up took {adopted_at - started:.1f} s; {len(failed)} of {len(load)} failed, "
           f"between {failed['start'].min() + t0 - crashed_at:.2f} and "
           f"{failed['start'].max() + t0 - crashed_at:.2f} s after the crash")
-    assert (failed["end"] + t0 >= crashed_at).all(), failed
-    assert (failed["start"] + t0 <= dropped_at).all(), failed
+    shown = failed[["start", "end", "status", "error"]].assign(
+        after_crash=failed["start"] + t0 - crashed_at, after_up=failed["start"] + t0 - started)
+    assert (failed["end"] + t0 >= crashed_at).all(), shown.to_string()
+    assert (failed["start"] + t0 <= dropped_at).all(), shown.to_string()
     assert (load[load["start"] + t0 > dropped_at]["status"] == 200).all()
