@@ -39,6 +39,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/resilience.py
 	@$(BIN)/python bench/telemetry.py
 	@$(BIN)/python bench/deploy.py
+	@$(BIN)/python bench/chaos.py
 
 workshop: setup  ## a JupyterHub for a workshop on this machine (workshop/README.md); not as root
 	@bash workshop/setup.sh

@@ -12,7 +12,7 @@ import grpc
 import pandas as pd
 
 from . import grpc_client, links
-from .backends.base import Backend, require_up
+from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
 from .deploy import Deployments
@@ -117,16 +117,21 @@ class Lab:
 
     def down(self) -> None:
         """Stop every process of the stack; a no-op when nothing runs."""
-        if not self.backend.is_up():
+        if not self.backend.is_up() and not self.backend.orphans():
             self.progress("nothing running")
         self.backend.down(self.progress)
         self.backend.close()  # its clients talk to components that are gone
 
     def status(self) -> pd.DataFrame:
-        """One row per infrastructure component and per service instance."""
+        """One row per infrastructure component and per service instance. Components whose
+        supervisor is gone are ORPHANED (and the fix is printed)."""
         now = time.time()
         rows = []
-        for proc in self.backend.processes():
+        processes = self.backend.processes()
+        orphans = [p for p in processes if p["statename"] == ORPHANED]
+        if orphans:
+            self.progress(unsupervised(self.backend, orphans))
+        for proc in processes:
             component = proc["name"]
             if proc["group"] in SERVICES:
                 svc = service(proc["group"])
@@ -136,7 +141,7 @@ class Lab:
                 kind, address = svc.name, svc.endpoint(slot).address
             else:
                 kind, address = "infrastructure", infra_addresses().get(component, "")
-            running = proc["statename"] == "RUNNING"
+            running = proc["statename"] in ("RUNNING", ORPHANED)
             rows.append({
                 "component": component,
                 "kind": kind,

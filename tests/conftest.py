@@ -69,8 +69,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The long runs first (the Binder and hub runs; notebooks, longest first, by the
-    `run_seconds` measured into each one's metadata; then the other live tests), so that workers share them out from the start
-    and the short tests fill the gaps at the end."""
+    `run_seconds` measured into each one's metadata; then the other live tests), so that
+    workers share them out from the start and the short tests fill the gaps at the end."""
     def order(item: pytest.Item) -> tuple[int, int]:
         if item.get_closest_marker("binder") or item.get_closest_marker("hub"):
             return 0, -600  # minutes: a fresh environment, then labs of their own

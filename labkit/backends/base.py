@@ -16,6 +16,7 @@ from ..errors import LabError
 from ..topology import Service
 
 Progress = Callable[[str], None]
+ORPHANED = "ORPHANED"  # the state of a process whose supervisor is gone
 
 
 @runtime_checkable
@@ -40,7 +41,11 @@ class Backend(Protocol):
     # ---- instances ----------------------------------------------------------
 
     def processes(self) -> list[dict]:
-        """One dict per process: name, group, statename, pid, start (supervisord's shape)."""
+        """One dict per process: name, group, statename, pid, start (supervisord's shape);
+        when the supervisor is gone, its orphans."""
+
+    def orphans(self) -> list[dict]:
+        """Processes of the lab running on without their supervisor (state ORPHANED)."""
 
     def active_slots(self, service: Service) -> list[int]: ...
 
@@ -89,7 +94,18 @@ class Backend(Protocol):
 
 
 def require_up(backend: Backend) -> None:
-    """Refuse (LabError) to act on a stack that is not running."""
-    if not backend.is_up():
-        raise LabError("the stack is not running; start it with labkit.connect() or "
-                       "'labkit up'")
+    """Refuse (LabError) to act on a stack that is not running, or that runs unsupervised."""
+    if backend.is_up():
+        return
+    orphans = backend.orphans()
+    if orphans:
+        raise LabError(unsupervised(backend, orphans))
+    raise LabError("the stack is not running; start it with labkit.connect() or 'labkit up'")
+
+
+def unsupervised(backend: Backend, orphans: list[dict]) -> str:
+    """What a learner should know about a lab whose supervisor is gone, and the fix."""
+    return (f"the lab in {backend.state} lost its supervisor: {len(orphans)} component(s) "
+            f"still run ({', '.join(o['name'] for o in orphans)}) but nothing restarts them "
+            "if they fail, and instances cannot be started or stopped. Fix: 'labkit up' (or "
+            "lab.up()) supervises them again without stopping them; 'labkit down' stops them")

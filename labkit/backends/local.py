@@ -9,6 +9,7 @@ process of the stack left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
@@ -27,10 +29,11 @@ from ..errors import LabError
 from ..gateway import Gateway
 from ..ports import ensure_free
 from ..registry import Registry
-from ..topology import INFRA_COMPONENTS, SERVICES, Endpoint, Service, infra
+from ..topology import INFRA_COMPONENTS, MAX_REPLICAS, SERVICES, Endpoint, Service, infra
+from ..versions import ReleaseFiles
 from ..waits import wait_for
 from . import local_config
-from .base import Progress
+from .base import ORPHANED, Progress
 from .local_config import infra_name, instance_name
 from .supervisor import ACTIVE_STATES, FAILED_STATES, Supervisor
 
@@ -89,17 +92,20 @@ class LocalBackend:
         return self.supervisor.is_running()
 
     def up(self, progress: Progress) -> None:
-        """Start the whole stack; a no-op for components already running."""
+        """Start the whole stack; a no-op for components already running. A lab whose
+        supervisord died is supervised again, without stopping it (see `_adopt`)."""
         if self.is_up():
-            running = blocks.recorded(self.state)
-            if running is not None and running != self.block:
-                raise LabError(f"the lab in {self.state} runs on block {running}, but "
-                               f"{blocks.BLOCK_ENV} asks for {self.block}: 'labkit down' first, "
-                               f"or unset {blocks.BLOCK_ENV}")
+            self._refuse_other_block()
             self._start_infra(progress)
             return
         local_config.infra_commands(self.state)  # every executable found, or fail before acting
+        orphans = self.orphans()
+        if orphans:
+            self._refuse_other_block()
         claim = self._claim_block()
+        if orphans:
+            self._adopt(orphans, claim, progress)
+            return
         try:
             self._reap_strays()
             ensure_free(self._endpoints_needed())
@@ -107,7 +113,7 @@ class LocalBackend:
             claim.release()
             raise
         try:
-            self._start_supervisord(progress, claim)
+            self._start_supervisord(progress, claim, fresh=True)
             self._start_infra(progress)
             launched = time.monotonic()
             initial = {s: list(range(1, s.replicas + 1)) for s in SERVICES.values()}
@@ -119,6 +125,81 @@ class LocalBackend:
             # nothing half-way: a failed start leaves nothing running
             self.down(lambda _msg: None)
             raise
+
+    def _refuse_other_block(self) -> None:
+        running = blocks.recorded(self.state)
+        if running is not None and running != self.block:
+            raise LabError(f"the lab in {self.state} runs on block {running}, but "
+                           f"{blocks.BLOCK_ENV} asks for {self.block}: 'labkit down' first, "
+                           f"or unset {blocks.BLOCK_ENV}")
+
+    def _adopt(self, orphans: list[dict], claim: block_claims.Claim,
+               progress: Progress) -> None:
+        """Supervise a lab whose supervisord died: a new supervisord (holding the block
+        again), then each orphan replaced by a supervised process, so that the lab keeps
+        serving. The components off the request path restart together; Traefik's successor
+        starts beside it (its entry points reuse the port) before it leaves; each service
+        replaces one instance at a time, which leaves the gateway and stops gracefully before
+        its successor starts on its address (the only instance of a version gets a stand-in
+        on a spare slot meanwhile). Registrations, routes, policies and stored data stay: the state
+        folder is kept."""
+        progress(f"supervisord is gone; {len(orphans)} component(s) still run: supervising "
+                 "them again")
+        self._start_supervisord(progress, claim, fresh=False)
+        pids = {o["name"]: o["pid"] for o in orphans}
+        behind = [c for c in INFRA_COMPONENTS if c != "traefik"]  # etcd first
+        with ThreadPoolExecutor(len(behind)) as pool:
+            list(pool.map(_terminate, [pids[c] for c in behind if c in pids]))
+        self._start_components(behind[:1], progress)
+        self._start_components(behind[1:], progress)
+        self.supervisor.start(infra_name("traefik"))
+        if "traefik" in pids:
+            # the successor has its routes once supervisord calls it RUNNING (alive for
+            # `startsecs`); then the orphan stops accepting and finishes what it has
+            wait_for(lambda: self.supervisor.info(infra_name("traefik"))["statename"]
+                     == "RUNNING", what="the new traefik to run", timeout=START_TIMEOUT,
+                     diagnose=lambda: self.describe(infra_name("traefik"), "traefik"))
+            _terminate(pids["traefik"])
+        self._wait_healthy("traefik")
+        progress("infrastructure supervised again")
+        with ThreadPoolExecutor(len(SERVICES)) as pool:
+            list(pool.map(lambda svc: self._adopt_instances(svc, pids, progress),
+                          SERVICES.values()))
+
+    def _adopt_instances(self, service: Service, pids: dict[str, int],
+                         progress: Progress) -> None:
+        slots = range(1, MAX_REPLICAS + 1)
+        orphans = {s: pids[service.instance_id(s)] for s in slots if service.instance_id(s) in pids}
+        wanted = set(range(1, self.desired_replicas(service) + 1)) | set(orphans)
+        releases = ReleaseFiles(self)
+        for slot in sorted(wanted):
+            if slot not in orphans:  # it died unsupervised
+                self.start_instances(service, [slot], progress)
+                continue
+            version = releases.version(service, slot)
+            spare = None
+            if not [s for s in wanted - {slot} if releases.version(service, s) == version]:
+                spare = min(set(slots) - wanted)
+                releases.assign(service, spare, version)
+                self.start_instances(service, [spare], progress)
+            self._unroute(service, slot)
+            _terminate(orphans[slot])  # gone: its addresses are free
+            self.start_instances(service, [slot], progress)
+            if spare is not None:
+                self.stop_instances(service, [spare], progress)
+                releases.release_slot(service, spare)
+
+    def _unroute(self, service: Service, slot: int) -> None:
+        """Make an instance unready (its admin API) and wait until the gateway dropped it:
+        its own drain on SIGTERM (0.3 s) is shorter than Traefik takes on busy cores."""
+        try:
+            httpx.put(f"{service.admin_endpoint(slot).url}/admin/faults",
+                      json={"unready": True}, timeout=2).raise_for_status()
+        except httpx.HTTPError:
+            return  # it does not answer (paused, hung): it is stopped as it is
+        gone = _server_url(service, slot)
+        wait_for(lambda: gone not in self.gateway.servers(service.name),
+                 what=f"the gateway to drop {gone}", timeout=START_TIMEOUT)
 
     def _claim_block(self) -> block_claims.Claim:
         if self.block_is_fixed:
@@ -172,15 +253,17 @@ class LocalBackend:
             needed += instance_endpoints(service, range(1, service.replicas + 1))
         return needed
 
-    def _start_supervisord(self, progress: Progress, claim: block_claims.Claim) -> None:
-        """Start supervisord, which inherits the block's claim and holds it while it lives."""
+    def _start_supervisord(self, progress: Progress, claim: block_claims.Claim,
+                           fresh: bool) -> None:
+        """Start supervisord, which inherits the block's claim and holds it while it lives.
+        `fresh`: empty the previous run's data first (not when supervising a running lab)."""
         progress(f"block {self.block}: writing configuration to {self.state}")
         # the registry is rebuilt from live instances (stale records would lie); so are the
         # metrics (after a restart Prometheus writes no staleness markers, so the last values
         # of a previous run's recorded series would count for 5 minutes), and the logs and
         # traces, so that what a learner sees is this run only
         for stale in ("etcd", "prometheus", "logs", "faults", "releases", REPLICAS_FILE,
-                      *TELEMETRY_FILES):
+                      *TELEMETRY_FILES) if fresh else ():
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)
@@ -363,7 +446,27 @@ class LocalBackend:
     # ---- status and diagnostics -----------------------------------------
 
     def processes(self) -> list[dict]:
-        return self.supervisor.processes() if self.is_up() else []
+        return self.supervisor.processes() if self.is_up() else self.orphans()
+
+    def orphans(self) -> list[dict]:
+        """The lab's processes still running after their supervisord died (state ORPHANED,
+        in supervisord's shape): they serve on, but nothing restarts them. None while
+        supervisord runs."""
+        if self.is_up():
+            return []
+        found = []
+        for proc in self._stack_processes():
+            try:
+                name = proc.environ().get(local_config.PROGRAM_ENV)
+                started = proc.create_time()
+            except psutil.Error:
+                continue
+            if name is not None:
+                found.append({"name": name, "group": name if name in INFRA_COMPONENTS
+                              else name.rsplit("-", 1)[0], "statename": ORPHANED,
+                              "pid": proc.pid, "start": started,
+                              "description": "its supervisord is gone"})
+        return sorted(found, key=lambda p: p["name"])
 
     def log_path(self, program: str) -> Path:
         return self.state / "logs" / f"{program}.log"
@@ -386,20 +489,32 @@ class LocalBackend:
                            + self.log_tail(program))
         return info
 
-    def _reap_strays(self) -> int:
-        """Kill processes of this stack that outlived their supervisord (e.g. after a crash)."""
-        reaped = 0
+    def _stack_processes(self) -> list[psutil.Process]:
+        """Every process started for this state folder's lab (by its STATE_ENV marker)."""
+        found = []
         me = os.getpid()
         for proc in psutil.process_iter(["pid"]):
             if proc.pid == me:
                 continue
             try:
                 if proc.environ().get(local_config.STATE_ENV) == str(self.state):
-                    proc.kill()
-                    reaped += 1
+                    found.append(proc)
             except psutil.Error:
                 continue
-        return reaped
+        return found
+
+    def _reap_strays(self) -> int:
+        """Kill processes of this stack that outlived their supervisord (e.g. after a crash),
+        and wait until they are gone: their addresses are free afterwards."""
+        strays = self._stack_processes()
+        for proc in strays:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        _, alive = psutil.wait_procs(strays, timeout=STOP_TIMEOUT)
+        if alive:
+            raise LabError(f"processes {[p.pid for p in alive]} of the lab in {self.state} "
+                           f"survived SIGKILL for {STOP_TIMEOUT:g} s")
+        return len(strays)
 
 
 def instance_endpoints(service: Service, slots: Iterable[int]) -> list[tuple[str, Endpoint]]:
@@ -413,6 +528,16 @@ def instance_endpoints(service: Service, slots: Iterable[int]) -> list[tuple[str
 
 def _server_url(service: Service, slot: int) -> str:
     return f"{service.server_scheme}://{service.endpoint(slot).address}"
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM (a graceful stop: an instance deregisters and drains), SIGKILL if it is still
+    there after STOP_TIMEOUT; returns once it is gone."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).terminate()
+    if not _wait_pid_gone(pid, timeout=STOP_TIMEOUT):
+        _kill_tree(pid)
+        _wait_pid_gone(pid, timeout=STOP_TIMEOUT)
 
 
 def _wait_pid_gone(pid: int, timeout: float) -> bool:

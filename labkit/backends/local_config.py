@@ -17,6 +17,7 @@ from ..durations import go
 from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
 STATE_ENV = "LABKIT_STACK"  # inherited by every process of the stack, so `down` can find strays
+PROGRAM_ENV = "LABKIT_PROGRAM"  # each process's program ("traefik", "echo-2"), to name orphans
 
 
 def program_name(service: Service, slot: int) -> str:
@@ -113,10 +114,22 @@ def _env_value(env: dict[str, str]) -> str:
     return ",".join(f'{k}="{v.replace("%", "%%")}"' for k, v in env.items())
 
 
-def _program(command: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
+# The process opens its log itself (append) and reads nothing: supervisord's pipes would
+# outlive supervisord as broken pipes, and a component writing its next line to one would
+# die of SIGPIPE (Traefik did, at its first log line after supervisord was killed). `exec`
+# keeps the pid the component's own, for supervisord's signals.
+_OWN_LOG = 'log=$1; shift; exec "$@" < /dev/null >> "$log" 2>&1'
+
+
+def logged_command(command: list[str], log: Path) -> list[str]:
+    """`command`, run with its stdout and stderr appended to `log` and no stdin."""
+    return ["/bin/sh", "-c", _OWN_LOG, "sh", str(log), *command]
+
+
+def _program(name: str, command: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
     program = {
         # supervisord splits the command like a shell and expands %(...)s in it
-        "command": shlex.join(command).replace("%", "%%"),
+        "command": shlex.join(logged_command(command, log)).replace("%", "%%"),
         "directory": str(paths.REPO),
         "autostart": "false",  # labkit starts components in dependency order
         "autorestart": "true",
@@ -127,12 +140,9 @@ def _program(command: list[str], log: Path, env: dict[str, str] | None = None) -
         "stopasgroup": "true",
         "killasgroup": "true",
         "redirect_stderr": "true",
-        "stdout_logfile": str(log),
-        "stdout_logfile_maxbytes": "5MB",
-        "stdout_logfile_backups": 1,
+        "stdout_logfile": "NONE",  # the process writes `log` itself
     }
-    if env:
-        program["environment"] = _env_value(env)
+    program["environment"] = _env_value({PROGRAM_ENV: name, **(env or {})})
     return program
 
 
@@ -163,7 +173,7 @@ def supervisord_conf(state: Path) -> str:
     }
     for name, command in infra_commands(state).items():
         env = promsd_env if name == "promsd" else None
-        options = _program(command, logs / f"{name}.log", env)
+        options = _program(name, command, logs / f"{name}.log", env)
         sections.append(_ini_section(f"program:{name}", options))
     for service in SERVICES.values():
         programs = [program_name(service, slot) for slot in range(1, MAX_REPLICAS + 1)]
@@ -172,7 +182,8 @@ def supervisord_conf(state: Path) -> str:
             command = [sys.executable, "-m", service.module]
             env = instance_environment(state, service, slot)
             sections.append(
-                _ini_section(f"program:{program}", _program(command, logs / f"{program}.log", env))
+                _ini_section(f"program:{program}",
+                             _program(program, command, logs / f"{program}.log", env))
             )
     return "\n".join(sections)
 
@@ -183,6 +194,9 @@ def traefik_static(state: Path) -> dict:
         "entryPoints": {
             name: {
                 "address": endpoint.address,
+                # a second Traefik may listen beside this one: `up` replaces an orphaned
+                # gateway (its supervisord died) by a supervised one without a gap
+                "reusePort": True,
                 # stop within a second at `down`, instead of Traefik's default 10 s grace
                 "transport": {"lifeCycle": {"graceTimeOut": "1s"}},
             }

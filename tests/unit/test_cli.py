@@ -1,11 +1,18 @@
 """The `labkit` command's answers that need no stack: help, bad names, a stopped lab's logs."""
 
+import os
+import subprocess
+import sys
+
 import psutil
 import pytest
 
 from labkit import cli
+from labkit.backends.base import ORPHANED
 from labkit.backends.local import LocalBackend
+from labkit.backends.local_config import PROGRAM_ENV, STATE_ENV
 from labkit.topology import MAX_REPLICAS, SERVICES
+from labkit.waits import wait_for
 
 
 @pytest.fixture
@@ -62,3 +69,24 @@ def test_up_for_an_owner_that_is_not_running_fails_and_starts_nothing(state, cap
     assert cli.main(["up", "--owner", str(gone.pid)]) != 0
     assert f"--owner {gone.pid}: no such process" in capsys.readouterr().err
     assert not (state / "owner.lock").exists() and not (state / "supervisor.sock").exists()
+
+
+def test_a_lab_whose_supervisor_died_is_named_with_the_fix_and_down_reaps_it(state, capsys):
+    """An orphan (a process of this state folder's lab, no supervisord) is ORPHANED in status,
+    scale refuses naming the fix, and down kills it and waits until it is gone."""
+    env = {**os.environ, STATE_ENV: str(state), PROGRAM_ENV: "echo-1"}
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    try:
+        wait_for(lambda: LocalBackend(state).orphans(), what="the orphan to show", timeout=10)
+        assert cli.main(["status"]) == 0
+        out = capsys.readouterr().out
+        assert "lost its supervisor" in out and "'labkit up'" in out
+        assert "echo-1" in out and ORPHANED in out and str(orphan.pid) in out
+        assert cli.main(["scale", "echo", "2"]) == 1
+        assert "lost its supervisor" in capsys.readouterr().err
+        assert cli.main(["down"]) == 0
+        assert orphan.poll() is not None, "down returns once the orphan is gone"
+        assert "reaped 1 leftover process" in capsys.readouterr().out
+    finally:
+        orphan.kill()
+        orphan.wait()

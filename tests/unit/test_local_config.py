@@ -1,4 +1,7 @@
 import configparser
+import shlex
+import subprocess
+import sys
 
 import pandas as pd
 import yaml
@@ -84,3 +87,29 @@ def test_every_record_that_labkit_queries_is_generated():
     assert queried and set(queried) <= _records()
     # the notebooks name these records literally
     assert {"instance:lab_requests:rate10s", "service:lab_errors:ratio_rate10s"} <= _records()
+
+
+def test_each_process_appends_to_its_own_log_and_reads_no_pipe(tmp_path):
+    """supervisord's death must not break a component's output (Traefik died of SIGPIPE)."""
+    conf = configparser.RawConfigParser()
+    conf.read_string(local_config.supervisord_conf(tmp_path))
+    for program in ("traefik", "etcd", "prometheus", "echo-2"):
+        assert conf.get(f"program:{program}", "stdout_logfile") == "NONE"
+        command = shlex.split(conf.get(f"program:{program}", "command").replace("%%", "%"))
+        assert command[:2] == ["/bin/sh", "-c"]
+        assert str(tmp_path / "logs" / f"{program}.log") in command
+        # named, so that `status` can name it when its supervisord is gone
+        assert f'{local_config.PROGRAM_ENV}="{program}"' in conf.get(f"program:{program}",
+                                                                      "environment")
+    log = tmp_path / "own.log"
+    log.write_text("earlier\n")
+    speak = "import sys; print('out'); print('err', file=sys.stderr); print(repr(sys.stdin.read()))"
+    done = subprocess.run(local_config.logged_command([sys.executable, "-c", speak], log),
+                          input="piped", capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout == done.stderr == ""
+    assert log.read_text() == "earlier\nout\nerr\n''\n"
+
+
+def test_traefik_can_start_beside_itself_to_take_over_its_ports(tmp_path):
+    entry_points = local_config.traefik_static(tmp_path)["entryPoints"]
+    assert all(e["reusePort"] for e in entry_points.values())
