@@ -9,7 +9,9 @@ setup:  ## create the venv, install everything, generate stubs (idempotent)
 	@bash scripts/setup.sh
 
 # JupyterLab: opens on the tour; settings (no news prompt) from the repo, not the user's home;
-# the venv's bin on PATH, so its terminals and kernels find `labkit`
+# the venv's bin on PATH, so its terminals and kernels find `labkit`; JUPYTER_CONFIG_PATH:
+# the repo's jupyter/ folder, whose jupyter_server_config.py serves every UI of the lab
+# through the server (binder/start, used by Binder and the workshop hub, sets the same)
 LAB_OPTIONS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
   --LabApp.default_url=/lab/tree/00-tour.ipynb \
   --LabApp.app_settings_dir=$(CURDIR)/jupyter/lab-settings $(ALLOW_ROOT)
@@ -17,7 +19,8 @@ LAB_OPTIONS := --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
 lab: setup  ## start the stack and open JupyterLab on the tour notebook; stops the stack on exit
 	@$(BIN)/labkit up
 	@trap '$(BIN)/labkit down' EXIT; \
-	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/jupyter lab $(LAB_OPTIONS)
+	  PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter" \
+	  $(BIN)/jupyter lab $(LAB_OPTIONS)
 
 test: setup  ## run the whole suite: unit, live-stack integration, every notebook
 	@$(BIN)/python -m pytest

@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 ownership.own(lab, args.owner)
             print(f"  {links.GATEWAY:40} {infra().gateway.address} (Host: echo.localhost)")
-            for name, url in links.pages().items():
-                print(f"  {name:40} {url}")
+            _print_pages()
         elif args.command == "down":
             lab.down()
         elif args.command == "status":
@@ -81,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"lab in block {lab.backend.block} (127.{lab.backend.block}.0.0/16), "
                       f"state folder {lab.backend.state}")
                 print(frame.to_string(index=False))
+                _print_pages()
             else:
                 print("the stack is not running")
         elif args.command == "scale":
@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labkit: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_pages() -> None:
+    print("pages, through the Jupyter server (each a path under the address JupyterLab has "
+          "in your browser):")
+    for name, path in links.pages().items():
+        print(f"  {name:40} {path}")
 
 
 if __name__ == "__main__":

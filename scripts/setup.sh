@@ -4,7 +4,8 @@
 #   - Traefik, etcd and supervisord: shipped by pip packages into the venv
 #   - the gRPC stubs for routeguide, generated from its .proto
 #   - nbstripout as the repository's git filter for notebooks
-#   - Prometheus (and wrk, for a benchmark) from the OS packages when missing
+#   - Prometheus (and wrk, for a benchmark; chromium, for the browser tests) from the OS
+#     packages when missing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,11 +34,13 @@ fi
 
 bash scripts/stubs.sh "$VENV/bin/python"
 
-# Prometheus is required; wrk only sharpens bench/gateway_overhead.py
+# Prometheus is required; wrk only sharpens bench/gateway_overhead.py; chromium runs the
+# browser tests (tests/browser: Playwright drives the OS's browser, it downloads none)
 find_missing() {
   missing=()
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 }
 find_missing
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -53,7 +56,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: everything is set up except OS packages this script installs only as root with apt:"
     "$VENV/bin/python" -c 'import sys; from labkit.paths import install_hint
 print(install_hint(tuple(sys.argv[1:])))' "${missing[@]}"
-    echo "(wrk is optional: only bench/gateway_overhead.py uses it.) Then run 'make setup' again."
+    echo "(wrk and chromium are optional: only bench/gateway_overhead.py and the browser tests" \
+      "use them.) Then run 'make setup' again."
   } >&2
   if [[ " ${missing[*]} " == *" prometheus "* ]]; then
     exit 1

@@ -16,17 +16,30 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
-from labkit import block_claims, blocks
+from labkit import block_claims, blocks, links
+from labkit.errors import LabError
 from labkit.lab import Lab
+from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_STATE = ROOT / ".lab-test"
 _CLAIMS = pytest.StashKey[list]()  # the private blocks this process holds for the session
 PRIVATE_BLOCK_ENV = "LABKIT_TEST_PRIVATE_BLOCK"
+# the suite's Jupyter servers run under a base URL, as on a hub, to prove links are relative
+TEST_BASE_URL = "/user/learner/"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -60,6 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop(blocks.BLOCK_ENV, None)  # each lab takes the first free block at `up`
     os.environ[PRIVATE_BLOCK_ENV] = str(private)
     os.environ["LABKIT_STATE_DIR"] = str(TEST_STATE / name)
+    os.environ.setdefault(links.BASE_URL_ENV, TEST_BASE_URL)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -100,3 +114,95 @@ def lab(session_lab):
     """The running stack; `up` is idempotent, so this is cheap when it already runs."""
     session_lab.up()
     return session_lab
+
+
+@dataclass(frozen=True)
+class JupyterServer:
+    origin: str  # http://127.0.0.1:<port>
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def url(self, path: str) -> str:
+        """`path` (a link as labkit shows it, under the base URL) on this server."""
+        return f"{self.origin}{path}"
+
+    @property
+    def lab_url(self) -> str:
+        return self.url(f"{links.jupyter_base_url()}lab?token={self.token}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_jupyter(name: str, **env: str) -> Iterator[JupyterServer]:
+    """A plain JupyterLab server with the repository's configuration (JUPYTER_CONFIG_PATH, as
+    make lab and binder/start set it), under the base URL, serving a copy of notebooks/. The
+    lab it proxies to is this worker's (its LABKIT_STATE_DIR), unless `env` says."""
+    port, token = _free_port(), secrets.token_hex(16)
+    folder = TEST_STATE / f"jupyter-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "server.log"
+    # a copy of the notebooks: a browser's Run All autosaves outputs into the files it runs
+    shutil.rmtree(folder / "notebooks", ignore_errors=True)
+    shutil.copytree(ROOT / "notebooks", folder / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    # each cell rendered (JupyterLab windows long notebooks), no kernel dialog
+    settings = folder / "user-settings" / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none", "autoStartDefaultKernel": True}))
+    env = {**os.environ, **env, "JUPYTER_CONFIG_PATH": str(ROOT / "jupyter"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--ServerApp.base_url={links.jupyter_base_url()}", f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={folder / 'notebooks'}",
+        f"--LabApp.app_settings_dir={ROOT / 'jupyter' / 'lab-settings'}",
+        # JupyterLab's user settings and workspaces: this run's own, not the learner's
+        f"--LabApp.user_settings_dir={folder / 'user-settings'}",
+        f"--LabApp.workspaces_dir={folder / 'workspaces'}",
+        "--allow-root",
+    ]
+    with log.open("w") as output:
+        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    found = JupyterServer(origin=f"http://127.0.0.1:{port}", token=token)
+
+    def ready() -> bool:
+        if server.poll() is not None:
+            raise LabError(f"JupyterLab exited with {server.returncode}: "
+                           f"{log.read_text()[-2000:]}")
+        status = found.url(f"{links.jupyter_base_url()}api/status")
+        return httpx.get(status, headers=found.headers).status_code == 200
+
+    try:
+        wait_for(ready, what=f"JupyterLab on port {port}", timeout=60, interval=0.25,
+                 diagnose=lambda: log.read_text()[-2000:], hint="a slow machine?")
+        yield found
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def jupyter_server() -> Iterator[JupyterServer]:
+    """This worker's JupyterLab server, proxying to its lab."""
+    with running_jupyter("lab") as server:
+        yield server
+
+
+@pytest.fixture
+def start_jupyter():
+    """`running_jupyter`, for a test that needs a server of its own (another lab's)."""
+    return running_jupyter

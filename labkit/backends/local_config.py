@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import keyspace, paths
+from .. import keyspace, links, paths
 from ..durations import go
 from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
@@ -57,6 +57,8 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
             f"--config.file={state / 'prometheus.yml'}",
             f"--storage.tsdb.path={state / 'prometheus'}",
             f"--web.listen-address={infra().prometheus.address}",
+            # served at its root, its pages link under the Jupyter server's path for it
+            f"--web.external-url={links.prometheus_external_url()}", "--web.route-prefix=/",
             "--storage.tsdb.retention.time=6h",
             "--web.enable-lifecycle",
             "--log.level=warn",

@@ -1,6 +1,9 @@
-"""Every link labkit shows a learner opens a page on the versions set-up installs."""
+"""Every link labkit shows a learner opens a page on the versions set-up installs: the pages
+through a Jupyter server (jupyter-server-proxy, configured by jupyter/jupyter_server_config.py),
+the addresses for code (README, notebooks) directly."""
 
 import json
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +15,7 @@ from labkit import dashboard, links
 from labkit.lab import gateway_target
 from labkit.topology import infra
 
-pytestmark = [pytest.mark.live, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = re.compile(r"https?://[^\s\"'<>()\[\]`\\]+")
@@ -31,12 +34,16 @@ def _notebook_urls() -> dict[str, str]:
     return found
 
 
-def _shown() -> dict[str, str]:
-    """url -> where the learner sees it; only the lab's own addresses (no `{template}`)."""
+def _pages() -> dict[str, str]:
+    """link -> where the learner sees it: every page labkit shows (CLI, notebooks, dashboard)."""
     shown = {url: "labkit.links" for url in links.pages().values()}
-    shown |= {url: "the dashboard" for url in dashboard.page_links().values()}
-    shown |= _notebook_urls()
-    shown |= _urls((ROOT / "README.md").read_text(), "README.md")
+    return shown | {url: "the dashboard" for url in dashboard.page_links().values()}
+
+
+def _addresses() -> dict[str, str]:
+    """url -> where it is written, for the lab's own addresses given for code and curl (no
+    `{template}`)."""
+    shown = _notebook_urls() | _urls((ROOT / "README.md").read_text(), "README.md")
     return {
         url: where for url, where in shown.items()
         if "{" not in url
@@ -62,13 +69,67 @@ def _get(client: httpx.Client, url: str) -> httpx.Response:
     return client.get(target, headers={"Host": host} if host else {})
 
 
-def test_every_link_a_learner_is_shown_answers_200(lab):
-    shown = _shown()
-    assert set(links.pages().values()) <= set(shown)
+def test_every_page_is_a_path_under_the_jupyter_base_url():
+    """Nothing shown assumes the browser is on the lab's machine: no address, only paths the
+    Jupyter server serves, under its base URL (the suite's is not `/`)."""
+    assert links.jupyter_base_url() != "/", "run under a base URL to tell paths apart"
+    absolute = {url: where for url, where in _pages().items()
+                if urlsplit(url).netloc or not url.startswith(links.jupyter_base_url())}
+    assert not absolute, f"links that bypass the Jupyter server: {absolute}"
+
+
+def test_every_page_answers_200_through_the_jupyter_server(lab, jupyter_server):
+    with httpx.Client(headers=jupyter_server.headers, follow_redirects=True,
+                      timeout=10) as client:
+        failed = {
+            url: f"{response.status_code} (shown in {where})"
+            for url, where in _pages().items()
+            if (response := client.get(jupyter_server.url(url))).status_code != 200
+        }
+    assert not failed, f"links that do not render through Jupyter: {failed}"
+
+
+def test_every_address_for_code_answers_200(lab):
     with httpx.Client(follow_redirects=True, timeout=10) as client:
         failed = {
             url: f"{response.status_code} (shown in {where})"
-            for url, where in shown.items()
+            for url, where in _addresses().items()
             if (response := _get(client, url)).status_code != 200
         }
-    assert not failed, f"links that do not render: {failed}"
+    assert not failed, f"addresses that do not answer: {failed}"
+
+
+def test_proxied_pages_link_under_the_prefix(lab, jupyter_server):
+    """Prometheus's and Traefik's pages point their assets and API calls below their proxy
+    path, not at the Jupyter server's root."""
+    with httpx.Client(headers=jupyter_server.headers, timeout=10) as client:
+        prometheus = client.get(jupyter_server.url(links.pages()["Prometheus"])).text
+        traefik = client.get(jupyter_server.url(links.pages()["Traefik dashboard"])).text
+        root = client.get(jupyter_server.url(links.proxied("prometheus")))
+    assets = re.findall(r'(?:src|href)="(/[^"]*)"', prometheus)
+    assert assets and all(a.startswith(links.proxied("prometheus")) for a in assets), assets
+    assert f'window.APIUrl = "{links.proxied("traefik", "api/")}"' in traefik
+    assert root.headers["Location"] == links.proxied("prometheus", "classic/graph")
+
+
+def test_the_launcher_lists_every_ui(jupyter_server):
+    info = httpx.get(
+        jupyter_server.url(f"{links.jupyter_base_url()}server-proxy/servers-info"),
+        headers=jupyter_server.headers, timeout=10).json()
+    launched = {server["name"] for server in info["server_processes"]
+                if server["launcher_entry"]["enabled"]}
+    assert launched == {"traefik", "prometheus", "telemetry", "gateway"}
+
+
+def test_a_component_that_is_down_gets_a_502_page_naming_it(start_jupyter):
+    """A Jupyter server whose lab is not running: the worker's private block holds test
+    servers of its own, never a lab's infrastructure."""
+    spare = os.environ["LABKIT_TEST_PRIVATE_BLOCK"]
+    with start_jupyter("no-lab", LABKIT_BLOCK=spare) as server, \
+            httpx.Client(headers=server.headers, timeout=10) as client:
+        for entry in links.PROXIED:
+            path = "echo/" if entry.name == "gateway" else "x"
+            response = client.get(server.url(links.proxied(entry.name, path)))
+            assert response.status_code == 502, (entry.name, response.status_code)
+            assert f"{entry.title} is not answering" in response.text
+            assert getattr(infra(int(spare)), entry.component).address in response.text
