@@ -42,6 +42,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/resilience.py
 	@$(BIN)/python bench/telemetry.py
 	@$(BIN)/python bench/deploy.py
+	@$(BIN)/python bench/labs.py
 	@$(BIN)/python bench/chaos.py
 
 workshop: setup  ## a JupyterHub for a workshop on this machine (workshop/README.md); not as root
@@ -53,4 +54,4 @@ lint: setup  ## ruff and mypy (configured in pyproject.toml); tests/test_lint.py
 	@$(BIN)/mypy
 
 clean: down
-	rm -rf .lab build *.egg-info
+	rm -rf .lab .lab-test build *.egg-info

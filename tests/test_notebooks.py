@@ -15,6 +15,7 @@ from pathlib import Path
 
 import papermill
 import pytest
+from integration.helpers import declared_stack
 
 from labkit.topology import SERVICES
 
@@ -69,8 +70,8 @@ def test_notebook(lab, notebook: Path, variant: str) -> None:
             f"with {meta['switch']}=False the notebook should fail its own check "
             f"({meta['fails_with']!r}), it failed with {error.ename}: {error.evalue}"
         )
-    # whatever a failed run left behind (faults, policies), the next notebook starts clean
-    lab.heal()
+    # whatever a failed run left behind (faults, policies, counts), the next test starts clean
+    declared_stack(lab)
     for name in SERVICES:
         lab.policies.clear(name)
 

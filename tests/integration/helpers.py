@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from labkit.errors import LabTimeout
+from labkit.topology import SERVICES
 from labkit.waits import wait_for
 
 
@@ -17,3 +18,11 @@ def wait(predicate: Callable[[], bool], seconds: float) -> bool:
         return bool(wait_for(predicate, what="the condition", timeout=seconds))
     except LabTimeout:
         return False
+
+
+def declared_stack(lab) -> None:
+    """heal(), then every service at the topology's replica count: heal() restores the counts
+    last asked for (`scale`), which another test in this worker may have changed."""
+    lab.heal()
+    for svc in SERVICES.values():
+        lab.scale(svc.name, svc.replicas)

@@ -15,14 +15,16 @@ from labkit.servicelock import in_progress, lock_path
 from labkit.topology import service
 from labkit.waits import wait_for
 
+from .helpers import declared_stack
+
 pytestmark = [pytest.mark.live, pytest.mark.timeout(150)]
 
 
 @pytest.fixture
 def healed(lab):
-    lab.heal()
+    declared_stack(lab)
     yield lab
-    lab.heal()
+    declared_stack(lab)
 
 
 def at_once(*calls: Callable[[], object]) -> list[object]:

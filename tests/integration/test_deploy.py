@@ -10,16 +10,18 @@ from labkit.rollout import RolloutAborted
 from labkit.servicelock import ServiceLock
 from labkit.topology import infra
 
+from .helpers import declared_stack
+
 pytestmark = [pytest.mark.live, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def blue_green(lab):
     """echo: 3 x v1 serving, 1 x v2 beside them; back to the declared stack afterwards."""
-    lab.heal()
+    declared_stack(lab)
     lab.deploy("echo", "v2", 1)
     yield lab
-    lab.heal()
+    declared_stack(lab)
 
 
 def versions_served(n: int, headers: dict | None = None) -> Counter:
@@ -74,7 +76,7 @@ def test_a_failing_canary_is_rolled_back_and_a_healthy_one_promoted(blue_green):
 
 
 def test_a_rollout_whose_instances_never_get_ready_is_aborted(lab):
-    lab.heal()
+    declared_stack(lab)
     try:
         with pytest.raises(RolloutAborted, match="rollout of echo to v3 aborted") as caught:
             lab.rollout("echo", "v3", ready_timeout=3)
@@ -84,4 +86,4 @@ def test_a_rollout_whose_instances_never_get_ready_is_aborted(lab):
         with pytest.raises(LabError, match="batch must be a whole number from 1 to 3"):
             lab.rollout("echo", "v2", batch=4)
     finally:
-        lab.heal()
+        declared_stack(lab)

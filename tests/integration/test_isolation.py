@@ -19,11 +19,15 @@ import pytest
 
 from labkit.topology import infra
 
+from .helpers import declared_stack
+
 # The other learner: scale, fault, a policy, a new version and a split, one traced request.
 OTHER_LEARNER = """
 import json, sys, uuid
 import httpx, labkit
 from labkit.topology import infra
+
+from .helpers import declared_stack
 from labkit.waits import wait_for
 
 with labkit.connect() as lab:
@@ -64,6 +68,7 @@ def run_other(env: dict[str, str], code: str, timeout: float = 120) -> str:
 def test_two_labs_side_by_side_share_nothing(lab, tmp_path: Path) -> None:
     other_env = {**os.environ, "LABKIT_STATE_DIR": str(tmp_path / "b")}
     down = [sys.executable, "-m", "labkit.cli", "down"]
+    declared_stack(lab)
     try:
         seen = json.loads(run_other(other_env, OTHER_LEARNER).splitlines()[-1])
         # the other lab is in its own block, and each change took effect there

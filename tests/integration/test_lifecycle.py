@@ -1,6 +1,7 @@
 """up/down: idempotent, refuses busy ports, leaves nothing behind."""
 
 import socket
+import stat
 import sys
 
 import psutil
@@ -54,6 +55,8 @@ def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path, 
     held = block_claims.holder(block)
     assert held is not None and f"pid {lab.backend.supervisor.pid()}" in held
     assert str(lab.backend.state) in held and blocks.recorded(lab.backend.state) == block
+    # its files, and supervisord's control socket among them, are its user's alone
+    assert stat.S_IMODE(lab.backend.state.stat().st_mode) == 0o700
     other = Lab(LocalBackend(tmp_path / "other"), progress=lambda _msg: None)  # LABKIT_BLOCK
     try:
         with pytest.raises(LabError) as refused:
