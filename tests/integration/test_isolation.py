@@ -26,8 +26,6 @@ OTHER_LEARNER = """
 import json, sys, uuid
 import httpx, labkit
 from labkit.topology import infra
-
-from .helpers import declared_stack
 from labkit.waits import wait_for
 
 with labkit.connect() as lab:

@@ -69,18 +69,28 @@ def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path, 
     assert (lab.status()["state"] == "RUNNING").all()
 
 
-def test_up_with_a_busy_port_names_it_and_starts_nothing(lab):
-    lab.down()
+def test_up_with_a_busy_port_names_it_and_starts_nothing(lab, tmp_path, monkeypatch):
+    # a squatter on a free block's gateway address: from then on no other lab picks that
+    # block (its addresses are busy), and a lab asked to use it must refuse
+    block = block_claims.first_free()
+    gateway = infra(block).gateway
     with socket.socket() as squatter:
-        squatter.bind((infra().gateway.host, infra().gateway.port))
+        squatter.bind((gateway.host, gateway.port))
         squatter.listen()
-        with pytest.raises(LabError) as caught:
-            lab.up()
+        monkeypatch.setenv(blocks.BLOCK_ENV, str(block))
+        other = Lab(LocalBackend(tmp_path / "other"), progress=lambda _msg: None)
+        try:
+            with pytest.raises(LabError) as caught:
+                other.up()
+            assert not other.backend.is_up()
+        finally:
+            other.close()
+            blocks.use(lab.backend.block)  # this process's lab again
     message = str(caught.value)
-    assert f"traefik web needs {infra().gateway.address}" in message
+    assert f"traefik web needs {gateway.address}" in message
     assert f"pid {psutil.Process().pid}" in message
-    assert not lab.backend.is_up()
-    assert stack_processes(lab.backend.state) == []
+    assert stack_processes(tmp_path / "other") == []
+    assert block_claims.holder(block) is None  # the refused lab let its claim go
 
 
 def test_a_component_that_fails_to_start_is_reported_with_its_log(lab, monkeypatch):
