@@ -54,7 +54,9 @@ def test_two_scales_of_one_service_end_consistent(healed):
     results = at_once(lambda: lab.scale("echo", 5), lambda: lab.scale("echo", 2))
     refusals = [r for r in results if isinstance(r, LabError)]
     assert len(refusals) == 1, f"one scale should run and the other be refused: {results}"
-    assert "echo is busy with scale to" in str(refusals[0])
+    # "busy with scale to 2 (...)", or, if it read the lock file as the holder wrote it,
+    # "busy with an operation that has just started or ended" (seen once under parallel labs)
+    assert "echo is busy with" in str(refusals[0])
     winner = 5 if isinstance(results[1], LabError) else 2
     assert consistent(lab, "echo") == (winner, winner, winner), \
         "running, registered and declared should all be the scale that ran"
