@@ -275,7 +275,7 @@ class _HttpSender:
         status, error, headers = 0, "", httpx.Headers()
         client = self.clients.acquire()
         try:
-            response = await asyncio.wait_for(client.get(self.url), self.timeout)
+            response = await asyncio.wait_for(self._get(client), self.timeout)
             status, headers = response.status_code, response.headers
         except (asyncio.TimeoutError, httpx.TimeoutException, asyncio.CancelledError):
             error = "timeout"
@@ -288,6 +288,17 @@ class _HttpSender:
         finally:
             self.clients.release(client)
         return status, error, headers.get("x-instance", ""), headers.get("x-version", "")
+
+    async def _get(self, client: httpx.AsyncClient) -> httpx.Response:
+        try:
+            return await client.get(self.url)
+        except httpx.RemoteProtocolError as exc:
+            if "without sending a response" not in str(exc):
+                raise
+            # The server closed a kept-alive connection as this request went out on it (a
+            # gateway that shuts down closes its idle ones): like browsers and Go's client,
+            # send the GET again, once, on a new connection (RFC 9112 section 9.3.1).
+            return await client.get(self.url)
 
     async def aclose(self) -> None:
         await self.clients.aclose()

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from labkit import block_claims
+from labkit.errors import LabError
 from labkit.waits import wait_for
 
 from .binderenv import BinderEnv, free_port
@@ -81,13 +82,20 @@ def test_a_workshop_hub_with_three_learners(binder_env: BinderEnv) -> None:
 
         def all_ready() -> bool:
             for name in set(LEARNERS) - set(ready):
-                if api.get(f"users/{name}").json()["servers"].get("", {}).get("ready"):
+                server = api.get(f"users/{name}").json()["servers"].get("")
+                if not server:  # the spawn failed: the hub forgot the server
+                    raise LabError(f"{name}'s server stopped while starting:\n{hub_log()}")
+                if server.get("ready"):
                     ready[name] = round(time.monotonic() - spawned[name], 1)
             return len(ready) == len(LEARNERS)
 
+        def hub_log() -> str:  # without the lines of this test's polling
+            lines = (binder_env.home / "hub.log").read_text().splitlines()
+            return "\n".join([line for line in lines if "(instructor@" not in line][-60:])
+
         wait_for(all_ready, what="3 learners' servers (each with its lab) to be ready",
                  interval=0.5, timeout=300,
-                 diagnose=lambda: (binder_env.home / "hub.log").read_text()[-3000:])
+                 diagnose=lambda: f"ready after (s): {ready}\n{hub_log()}")
         figures["spawn_to_ready_s"] = ready
         homes = {name: workdir / "homes" / name for name in LEARNERS}
         blocks = {name: int((home / ".lab" / "block").read_text()) for name, home in homes.items()}

@@ -40,7 +40,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """`/` answers at once; `/slow?ms=N` after N ms; `/fail` with 500."""
+    """`/` answers at once; `/slow?ms=N` after N ms; `/fail` with 500;
+    `/once-per-connection` answers a connection's first request and closes it at the next."""
 
     protocol_version = "HTTP/1.1"
     # Headers and body go out in two writes: with Nagle on, delayed ACKs add ~40 ms to each.
@@ -49,6 +50,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        self.answered = getattr(self, "answered", 0) + 1  # one handler per connection
+        if url.path == "/once-per-connection" and self.answered > 1:
+            self.close_connection = True  # read the request, close without answering
+            return
         with self.server.lock:
             self.server.clients.add(self.client_address[0])
             self.server.hosts.add(self.headers.get("Host", ""))
@@ -143,6 +148,13 @@ def test_refused_connection_is_a_connect_error():
 
     assert len(df) == 4
     assert (df["error"] == "connect").all() and (df["status"] == 0).all()
+
+
+def test_a_request_on_a_connection_the_server_closed_is_sent_again_once(server):
+    df = run_load(_url(server, "/once-per-connection"), rps=20, seconds=0.5, progress=False)
+
+    # each request after the first met a kept-alive connection closed without an answer
+    assert len(df) == 10 and (df["status"] == 200).all(), df["error"].value_counts()
 
 
 def test_status_codes_are_recorded(server):
