@@ -30,6 +30,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from labkit.processes import stop_child
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST, PORT = "127.0.5.30", 4318
 URL = f"http://{HOST}:{PORT}"
@@ -54,12 +56,7 @@ def store_process() -> Iterator[psutil.Process]:
                 time.sleep(0.1)
             yield psutil.Process(process.pid)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+            stop_child(process, grace=30)
 
 
 def _healthy() -> bool:

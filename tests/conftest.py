@@ -32,6 +32,7 @@ import pytest
 from labkit import block_claims, blocks, links
 from labkit.errors import LabError
 from labkit.lab import Lab
+from labkit.processes import stop_child
 from labkit.waits import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,12 +189,7 @@ def running_jupyter(name: str, **env: str) -> Iterator[JupyterServer]:
                  diagnose=lambda: log.read_text()[-2000:], hint="a slow machine?")
         yield found
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+        stop_child(server, grace=15)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import block_claims, blocks, paths, servicelock
+from .. import block_claims, blocks, paths, processes, servicelock
 from ..errors import LabError
 from ..gateway import Gateway
 from ..ports import ensure_free
@@ -149,7 +148,7 @@ class LocalBackend:
         pids = {o["name"]: o["pid"] for o in orphans}
         behind = [c for c in INFRA_COMPONENTS if c != "traefik"]  # etcd first
         with ThreadPoolExecutor(len(behind)) as pool:
-            list(pool.map(_terminate, [pids[c] for c in behind if c in pids]))
+            list(pool.map(_stop_orphan, [pids[c] for c in behind if c in pids]))
         self._start_components(behind[:1], progress)
         self._start_components(behind[1:], progress)
         self.supervisor.start(infra_name("traefik"))
@@ -159,7 +158,7 @@ class LocalBackend:
             wait_for(lambda: self.supervisor.info(infra_name("traefik"))["statename"]
                      == "RUNNING", what="the new traefik to run", timeout=START_TIMEOUT,
                      diagnose=lambda: self.describe(infra_name("traefik"), "traefik"))
-            _terminate(pids["traefik"])
+            _stop_orphan(pids["traefik"])
         self._wait_healthy("traefik")
         progress("infrastructure supervised again")
         with ThreadPoolExecutor(len(SERVICES)) as pool:
@@ -183,7 +182,7 @@ class LocalBackend:
                 releases.assign(service, spare, version)
                 self.start_instances(service, [spare], progress)
             self._unroute(service, [slot])
-            _terminate(orphans[slot])  # gone: its addresses are free
+            _stop_orphan(orphans[slot])  # gone: its addresses are free
             self.start_instances(service, [slot], progress)
             if spare is not None:
                 self.stop_instances(service, [spare], progress)
@@ -221,9 +220,9 @@ class LocalBackend:
             progress("stopping every process of the stack")
             self._stop_everything()
             self.supervisor.shutdown()
-            if not _wait_pid_gone(pid, timeout=20):
+            if not processes.wait_gone(pid, timeout=20):
                 progress(f"supervisord (pid {pid}) did not exit in time; killing it")
-                _kill_tree(pid)
+                processes.kill_tree(pid)
         reaped = self._reap_strays()
         if reaped:
             progress(f"reaped {reaped} leftover process(es)")
@@ -534,31 +533,5 @@ def _server_url(service: Service, slot: int) -> str:
     return f"{service.server_scheme}://{service.endpoint(slot).address}"
 
 
-def _terminate(pid: int) -> None:
-    """SIGTERM (a graceful stop: an instance deregisters and drains), SIGKILL if it is still
-    there after STOP_TIMEOUT; returns once it is gone."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        psutil.Process(pid).terminate()
-    if not _wait_pid_gone(pid, timeout=STOP_TIMEOUT):
-        _kill_tree(pid)
-        _wait_pid_gone(pid, timeout=STOP_TIMEOUT)
-
-
-def _wait_pid_gone(pid: int, timeout: float) -> bool:
-    try:
-        psutil.Process(pid).wait(timeout=timeout)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        return False
-    return True
-
-
-def _kill_tree(pid: int) -> None:
-    try:
-        parent = psutil.Process(pid)
-        for child in parent.children(recursive=True):
-            child.send_signal(signal.SIGKILL)
-        parent.send_signal(signal.SIGKILL)
-    except psutil.NoSuchProcess:
-        pass
+def _stop_orphan(pid: int) -> None:
+    processes.stop(pid, grace=STOP_TIMEOUT)

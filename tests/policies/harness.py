@@ -22,21 +22,12 @@ from services.support import free_port, wait_until, worker_host
 
 from labkit.gateway import route_keys, server_key
 from labkit.kv import etcd_client, put_atomically
+from labkit.processes import stop_child
 from labkit.topology import Endpoint, service
 
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 SERVICE = "echo"
 HOST = "echo.localhost"
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 class Backend:
@@ -237,6 +228,6 @@ def start_gateway(base: Path) -> Gateway:
 
 def stop_all(processes: list[subprocess.Popen], backends: list[Backend]) -> None:
     for process in reversed(processes):
-        stop_process(process)
+        stop_child(process, grace=5)
     for backend in backends:
         backend.kill()

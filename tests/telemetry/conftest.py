@@ -32,6 +32,7 @@ from services.support import worker_host
 
 from labkit.errors import LabError
 from labkit.ports import ensure_free
+from labkit.processes import stop_child
 from labkit.telemetry import Telemetry
 from labkit.topology import Endpoint
 from labkit.waits import wait_for
@@ -58,13 +59,7 @@ class StoreProcess:
         return httpx.post(f"{self.url}/v1/{signal}", content=body, headers=headers, timeout=30)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.process.wait(timeout=5)
+        stop_child(self.process, grace=15)
 
 
 def start_store(tmp_path: Path, host: str, *flags: str) -> StoreProcess:
