@@ -25,9 +25,11 @@ from .versions import free_slots
 
 Progress = Callable[[str], None]
 
-BEHAVIOUR_FAULTS = ("latency", "jitter", "distribution", "error_rate", "unready")
+BEHAVIOUR_FAULTS = ("latency", "jitter", "distribution", "error_rate", "unready",
+                    "leak_mb_per_s", "cpu_burn")
 DISTRIBUTIONS = ("fixed", "uniform", "exponential")
 MAX_SLOW_START_S = 300.0
+MAX_LEAK_MB_PER_S = 100  # the instance's own bound (labstack.faults)
 
 
 def behaviour_body(**faults: object) -> dict:
@@ -56,11 +58,16 @@ def behaviour_body(**faults: object) -> dict:
             }
     elif "jitter" in faults or "distribution" in faults:
         raise LabError("jitter and distribution shape an added latency: pass latency= too")
-    if "error_rate" in faults:
-        rate = faults["error_rate"]
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-            raise LabError(f"error_rate must be a number between 0 and 1, got {rate!r}")
-        body["error_rate"] = float(rate)
+    for name, high, meaning in (("error_rate", 1, "the share of requests that fail"),
+                                ("leak_mb_per_s", MAX_LEAK_MB_PER_S, "MB held per second"),
+                                ("cpu_burn", 1, "the share of one core kept busy")):
+        if name in faults:
+            value = faults[name]
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not 0 <= value <= high):
+                raise LabError(f"{name} ({meaning}) must be a number between 0 and {high}, "
+                               f"got {value!r}")
+            body[name] = float(value)
     if "unready" in faults:
         if not isinstance(faults["unready"], bool):
             raise LabError(f"unready must be True or False, got {faults['unready']!r}")
@@ -184,6 +191,10 @@ class Faults:
             found.append(("error_rate", f"{state['error_rate']:.0%} of requests fail"))
         if state.get("unready"):
             found.append(("unready", "alive, failing readiness"))
+        if state.get("leak_mb_per_s"):
+            found.append(("leak", describe({k: state[k] for k in ("leak_mb_per_s", "leaked_mb")})))
+        if state.get("cpu_burn"):
+            found.append(("cpu_burn", describe({"cpu_burn": state["cpu_burn"]})))
         if state.get("slow_start_remaining_s"):
             found.append(("slow_start", f"ready in {state['slow_start_remaining_s']:.1f} s"))
         return found
@@ -213,4 +224,9 @@ def describe(state: dict) -> str:
         parts.append(f"{state['error_rate']:.0%} errors")
     if state.get("unready"):
         parts.append("unready")
+    if state.get("leak_mb_per_s"):
+        parts.append(f"leaking {state['leak_mb_per_s']:g} MB/s"
+                     + (f" ({state['leaked_mb']:g} MB held)" if "leaked_mb" in state else ""))
+    if state.get("cpu_burn"):
+        parts.append(f"burning {state['cpu_burn']:.0%} of a core")
     return ", ".join(parts) or "no behaviour fault"

@@ -213,7 +213,9 @@ class Lab:
 
     def fault(self, name: str, instance: int, **faults: object) -> dict:
         """Change how a running instance behaves, e.g. latency="200ms", jitter="50ms",
-        distribution="uniform", error_rate=0.2, unready=True. Returns its fault state."""
+        distribution="uniform", error_rate=0.2, unready=True, leak_mb_per_s=10 (memory held
+        until the fault ends, up to 1 GiB), cpu_burn=0.5 (half a core kept busy inside the
+        process). 0 ends a leak or a burn. Returns its fault state."""
         return self._faults.inject(name, instance, **faults)
 
     def slow_start(self, name: str, instance: int, seconds: float | str) -> None:

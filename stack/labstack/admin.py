@@ -6,12 +6,14 @@ gateway never routes to it and its requests never show up in RED metrics.
     GET    /admin/faults  -> 200 state
     PUT    /admin/faults  -> 200 state; body: a partial update, e.g.
                              {"latency": {"ms": 200, "jitter_ms": 50, "distribution": "uniform"},
-                              "error_rate": 0.1, "unready": false}   (latency null clears it)
+                              "error_rate": 0.1, "unready": false,
+                              "leak_mb_per_s": 10, "cpu_burn": 0.5}   (latency null clears it)
     DELETE /admin/faults  -> 200 state, every fault cleared (a running slow start too)
 
-state = {"latency": {...} | null, "error_rate", "unready", "slow_start_remaining_s",
-         "ready", "instance"}. Errors are {"error": "..."}: 400 invalid body (nothing
-changed), 403 caller outside 127.0.0.0/8, 404 another path, 405 another method.
+state = {"latency": {...} | null, "error_rate", "unready", "leak_mb_per_s", "cpu_burn",
+         "slow_start_remaining_s", "ready", "leaked_mb", "instance"}. Errors are
+{"error": "..."}: 400 invalid body (nothing changed), 403 caller outside 127.0.0.0/8,
+404 another path, 405 another method.
 """
 
 from __future__ import annotations
@@ -48,13 +50,15 @@ def is_loopback(address: str) -> bool:
     return ip in LOOPBACK
 
 
-def start_admin(settings: Settings, faults: FaultState, ready: Callable[[], bool]) -> None:
+def start_admin(
+    settings: Settings, faults: FaultState, status: Callable[[], dict[str, Any]]
+) -> None:
     """Serve the admin API from a daemon thread; exit 1 if its address cannot be bound."""
     assert settings.admin_port is not None
     where = f"{settings.host}:{settings.admin_port}"
     try:
         server = ThreadingHTTPServer(
-            (settings.host, settings.admin_port), _handler(settings, faults, ready)
+            (settings.host, settings.admin_port), _handler(settings, faults, status)
         )
     except OSError as exc:
         error = describe_error(exc)
@@ -65,10 +69,10 @@ def start_admin(settings: Settings, faults: FaultState, ready: Callable[[], bool
 
 
 def _handler(
-    settings: Settings, faults: FaultState, ready: Callable[[], bool]
+    settings: Settings, faults: FaultState, status: Callable[[], dict[str, Any]]
 ) -> type[JsonHandler]:
     def state() -> dict[str, Any]:
-        return {**faults.describe(), "ready": ready(), "instance": settings.instance_id}
+        return {**faults.describe(), **status(), "instance": settings.instance_id}
 
     class Handler(JsonHandler):
         timeout = REQUEST_TIMEOUT

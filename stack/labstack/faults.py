@@ -17,12 +17,14 @@ from typing import Any, NamedTuple
 
 from .metrics import INJECTED
 
-FIELDS = ("latency", "error_rate", "unready")
+FIELDS = ("latency", "error_rate", "unready", "leak_mb_per_s", "cpu_burn")
 LATENCY_FIELDS = ("ms", "jitter_ms", "distribution")
 DISTRIBUTIONS = ("fixed", "uniform", "exponential")
 FILE_FIELDS = ("slow_start_s",)
 MAX_LATENCY_MS = 60_000  # a minute: longer would only hold requests until clients give up
 MAX_SLOW_START_S = 600
+MAX_LEAK_MB_PER_S = 100
+MAX_LEAKED_MB = 1024  # a leak stops growing here: without a memory limit it is the machine's
 
 
 class FaultError(ValueError):
@@ -51,6 +53,8 @@ class Faults:
     latency: Latency | None = None
     error_rate: float = 0.0
     unready: bool = False
+    leak_mb_per_s: float = 0.0  # memory held and never freed while the fault lasts
+    cpu_burn: float = 0.0  # the share of one core a busy thread takes (with the GIL)
 
 
 class Plan(NamedTuple):
@@ -69,6 +73,10 @@ def parse_update(body: bytes | str) -> dict[str, Any]:
             changes[name] = None if value is None else _latency(value)
         elif name == "error_rate":
             changes[name] = _number(value, "error_rate", 0, 1)
+        elif name == "leak_mb_per_s":
+            changes[name] = _number(value, "leak_mb_per_s", 0, MAX_LEAK_MB_PER_S)
+        elif name == "cpu_burn":
+            changes[name] = _number(value, "cpu_burn", 0, 1)
         elif isinstance(value, bool):
             changes[name] = value
         else:
@@ -193,12 +201,17 @@ class FaultState:
         """False while `unready` is set or a slow start is running."""
         return not self._faults.unready and self.slow_start_remaining() == 0
 
+    def current(self) -> Faults:
+        return self._faults
+
     def describe(self) -> dict[str, Any]:
         faults = self._faults
         return {
             "latency": asdict(faults.latency) if faults.latency else None,
             "error_rate": faults.error_rate,
             "unready": faults.unready,
+            "leak_mb_per_s": faults.leak_mb_per_s,
+            "cpu_burn": faults.cpu_burn,
             "slow_start_remaining_s": round(self.slow_start_remaining(), 3),
         }
 

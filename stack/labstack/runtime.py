@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from . import admin
 from .faults import FaultState, parse_faults_file
+from .hog import Hog
 from .logs import configure_logging, describe_error
 from .metrics import publish_identity
 from .otel import configure_telemetry
@@ -76,6 +77,8 @@ class Lifecycle:
         self._listening = threading.Event()  # set from serving() until withdraw()
         self._watchers: list[Callable[[], None]] = []
         self.faults = FaultState(on_change=self._changed)
+        self.hog = Hog(self.faults)
+        self._watchers.append(self.hog.wake)
         self.slow_start_s = read_slow_start(settings.faults_file)
         self.registration = Registration(
             settings, url=url, metrics_url=metrics_url, ready=self.is_ready
@@ -84,13 +87,17 @@ class Lifecycle:
     def is_ready(self) -> bool:
         return self._listening.is_set() and self.faults.ready() and not self.settings.never_ready
 
+    def status(self) -> dict[str, object]:
+        """What the admin API adds to the faults: readiness, and memory a leak holds."""
+        return {"ready": self.is_ready(), "leaked_mb": round(self.hog.leaked_mb, 1)}
+
     def watch(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever readiness may have changed."""
         self._watchers.append(callback)
 
     def start_admin(self) -> None:
         """Serve the admin API; called before the service listens, so a taken port fails fast."""
-        admin.start_admin(self.settings, self.faults, self.is_ready)
+        admin.start_admin(self.settings, self.faults, self.status)
 
     def serving(self) -> None:
         """The socket is listening: become ready (after any slow start) and register."""

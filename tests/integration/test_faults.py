@@ -55,6 +55,18 @@ def test_error_rate_fails_the_faulty_instances_requests(healed):
     assert set().union(*by_instance.values()) == {200}
 
 
+def test_a_leak_and_a_burn_are_listed_with_what_they_hold_and_heal_ends_them(healed):
+    lab = healed
+    lab.fault("echo", 3, leak_mb_per_s=20, cpu_burn=0.2)
+    assert wait(lambda: lab.faults()["detail"].str.contains(r"\([1-9][\d.]* MB held\)").any(), 5)
+    listed = lab.faults().set_index("fault")
+    assert set(listed.index) == {"leak", "cpu_burn"} and set(listed["instance"]) == {"echo-3"}
+    assert listed.loc["leak", "detail"].startswith("leaking 20 MB/s (")
+    assert listed.loc["cpu_burn", "detail"] == "burning 20% of a core"
+    lab.heal()
+    assert lab.faults().empty
+
+
 def test_unready_leaves_the_registry_at_once_but_stays_alive(healed):
     lab = healed
     lab.fault("echo", 1, unready=True)
@@ -115,6 +127,9 @@ def test_slow_start_delays_readiness_after_a_restart(healed):
         ({"latency": "10ms", "distribution": "gauss"}, "fixed, uniform, exponential"),
         ({"jitter": "5ms"}, "pass latency= too"),
         ({"error_rate": 1.5}, "between 0 and 1"),
+        ({"leak_mb_per_s": 500}, r"leak_mb_per_s \(MB held per second\) must be a number between "
+                                 "0 and 100, got 500"),
+        ({"cpu_burn": -0.5}, "cpu_burn .* between 0 and 1"),
         ({"unready": "yes"}, "True or False"),
         ({}, "no fault given"),
     ],

@@ -25,7 +25,8 @@ BAD_BODIES = [
     (b"", "not valid JSON"),
     (b"{", "not valid JSON"),
     (b"\xff", "not valid JSON"),
-    (b"[1]", "must be a JSON object with any of latency, error_rate, unready, got an array"),
+    (b"[1]", "must be a JSON object with any of latency, error_rate, unready, leak_mb_per_s, "
+               "cpu_burn, got an array"),
     (b"null", "must be a JSON object"),
     (b'{"latncy": {"ms": 1}}', "unknown field 'latncy' in the body; valid fields: latency, "),
     (b'{"error_rate": "0.5"}', 'error_rate must be a number in 0..1, got "0.5"'),
@@ -33,6 +34,11 @@ BAD_BODIES = [
     (b'{"error_rate": -0.1}', "error_rate must be a number in 0..1"),
     (b'{"error_rate": true}', "error_rate must be a number in 0..1"),
     (b'{"error_rate": NaN}', "error_rate must be a number in 0..1"),
+    (b'{"leak_mb_per_s": 101}', "leak_mb_per_s must be a number in 0..100, got 101"),
+    (b'{"leak_mb_per_s": -1}', "leak_mb_per_s must be a number in 0..100"),
+    (b'{"leak_mb_per_s": "10MB"}', "leak_mb_per_s must be a number"),
+    (b'{"cpu_burn": 1.5}', "cpu_burn must be a number in 0..1, got 1.5"),
+    (b'{"cpu_burn": true}', "cpu_burn must be a number in 0..1"),
     (b'{"unready": "yes"}', "unready must be true or false"),
     (b'{"unready": 1}', "unready must be true or false"),
     (b'{"latency": 200}', "latency must be an object like"),
@@ -71,6 +77,8 @@ def test_updates_are_partial_and_clear_resets_everything() -> None:
         "latency": None,
         "error_rate": 0.0,
         "unready": False,
+        "leak_mb_per_s": 0.0,
+        "cpu_burn": 0.0,
         "slow_start_remaining_s": 0.0,
     }
     latency = {"ms": 200.0, "jitter_ms": 50.0, "distribution": "uniform"}

@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from .support import Etcd, Service, instance_keys, wait_registered, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
-CLEAN = {"latency": None, "error_rate": 0.0, "unready": False, "slow_start_remaining_s": 0.0}
+CLEAN = {"latency": None, "error_rate": 0.0, "unready": False, "leak_mb_per_s": 0.0,
+         "cpu_burn": 0.0, "slow_start_remaining_s": 0.0, "leaked_mb": 0.0}
 
 
 def put(service: Service, body: Any) -> httpx.Response:
@@ -214,3 +216,48 @@ def test_admin_port_is_required_and_must_be_free(etcd: Etcd, spawn) -> None:
     (error,) = [line for line in second.logs() if line["level"] == "error"]
     assert error["msg"] == "cannot serve the admin API"
     assert "Address already in use" in error["error"]
+
+
+def rss_mb(process: psutil.Process) -> float:
+    return process.memory_info().rss / 2**20
+
+
+def cpu_share(process: psutil.Process, seconds: float) -> float:
+    """The share of one core `process` used over the next `seconds`."""
+    before, began = process.cpu_times(), time.monotonic()
+    time.sleep(seconds)
+    after = process.cpu_times()
+    used = after.user + after.system - before.user - before.system
+    return used / (time.monotonic() - began)
+
+
+def test_a_leak_holds_resident_memory_until_it_ends(etcd: Etcd, spawn) -> None:
+    echo = spawn("echo")
+    wait_registered(etcd, echo)
+    process = psutil.Process(echo.process.pid)
+    baseline = rss_mb(process)
+
+    assert put(echo, {"leak_mb_per_s": 40}).json()["leak_mb_per_s"] == 40
+    held = wait_until(lambda: state(echo)["leaked_mb"] >= 40 and state(echo)["leaked_mb"],
+                      what="the leak to hold 40 MB", timeout=5)
+    assert rss_mb(process) - baseline >= 0.9 * held, "the leaked memory should be resident"
+    assert httpx.get(echo.url, timeout=2).status_code == 200, "a leak alone breaks nothing yet"
+
+    assert put(echo, {"leak_mb_per_s": 0}).status_code == 200
+    wait_until(lambda: state(echo)["leaked_mb"] == 0 and rss_mb(process) < baseline + 10,
+               what="the leaked memory to be given back", timeout=5)
+
+
+def test_a_cpu_burn_takes_its_share_of_a_core_until_it_ends(etcd: Etcd, spawn) -> None:
+    echo = spawn("echo")
+    wait_registered(etcd, echo)
+    process = psutil.Process(echo.process.pid)
+    idle = cpu_share(process, 1.0)
+
+    put(echo, {"cpu_burn": 0.6})
+    burning = cpu_share(process, 2.0)
+    put(echo, {"cpu_burn": 0})
+    after = cpu_share(process, 1.0)
+    # the burn spins for 60% of wall time; on a busy 2-core machine it gets less CPU than that
+    assert burning >= 0.25 > idle + 0.1, f"idle {idle:.0%}, burning {burning:.0%}"
+    assert after < 0.15, f"the burn should stop with the fault: {after:.0%} of a core"

@@ -138,6 +138,7 @@ def test_an_instance_number_is_a_whole_number_in_range(lab_and_contacts, call, i
 @pytest.mark.parametrize("faults", [
     {"latency": math.nan}, {"latency": math.inf}, {"latency": "1s", "jitter": math.inf},
     {"error_rate": math.nan}, {"error_rate": math.inf}, {"error_rate": -math.inf},
+    {"leak_mb_per_s": math.nan}, {"leak_mb_per_s": math.inf}, {"cpu_burn": math.nan},
 ])
 def test_behaviour_faults_refuse_nan_and_infinity(lab_and_contacts, faults):
     refused(lab_and_contacts, lambda lab: lab.fault("echo", 1, **faults),
@@ -271,6 +272,10 @@ BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
     NOT_DURATION.map(lambda v: lambda lab: lab.fault("web", 1, latency=v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.fault("web", 1, latency="1ms", jitter=v)),
     NOT_A_RATE.map(lambda v: lambda lab: lab.fault("web", 1, error_rate=v)),
+    NOT_A_RATE.map(lambda v: lambda lab: lab.fault("web", 1, cpu_burn=v)),
+    st.one_of(NOT_A_RATE.filter(lambda v: not isinstance(v, int | float) or v < 0),
+              st.floats(100, exclude_min=True)).map(
+        lambda v: lambda lab: lab.fault("web", 1, leak_mb_per_s=v)),
     ANYTHING.filter(lambda v: not isinstance(v, bool)).map(
         lambda v: lambda lab: lab.fault("web", 1, unready=v)),
     st.one_of(NOT_DURATION, st.floats(MAX_SLOW_START_S, exclude_min=True)).map(
