@@ -69,14 +69,30 @@ def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path, 
     assert (lab.status()["state"] == "RUNNING").all()
 
 
-def test_up_with_a_busy_port_names_it_and_starts_nothing(lab, tmp_path, monkeypatch):
-    # a squatter on a free block's gateway address: from then on no other lab picks that
-    # block (its addresses are busy), and a lab asked to use it must refuse
-    block = block_claims.first_free()
-    gateway = infra(block).gateway
-    with socket.socket() as squatter:
-        squatter.bind((gateway.host, gateway.port))
+def squat_a_free_block() -> tuple[int, socket.socket]:
+    """A free block, and a socket on its gateway's address: from then on no other lab picks
+    that block (its addresses are busy). A lab starting meanwhile may take the block first
+    (another test's, another user's): then the next one."""
+    taken: set[int] = set()
+    while len(taken) < 5:
+        block = block_claims.first_free(excluding=taken)
+        squatter = socket.socket()
+        try:
+            squatter.bind((infra(block).gateway.host, infra(block).gateway.port))
+        except OSError:
+            squatter.close()
+            taken.add(block)
+            continue
         squatter.listen()
+        return block, squatter
+    raise AssertionError(f"blocks {sorted(taken)} were each taken before the test could squat")
+
+
+def test_up_with_a_busy_port_names_it_and_starts_nothing(lab, tmp_path, monkeypatch):
+    # a lab asked to use a block whose address is busy must refuse, naming the holder
+    block, squatter = squat_a_free_block()
+    gateway = infra(block).gateway
+    with squatter:
         monkeypatch.setenv(blocks.BLOCK_ENV, str(block))
         other = Lab(LocalBackend(tmp_path / "other"), progress=lambda _msg: None)
         try:
