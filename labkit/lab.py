@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import grpc_client, links
+from . import grpc_client, limits, links
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
@@ -20,6 +20,7 @@ from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
 from .kv import etcd_client
+from .limits import Limits
 from .load import check as check_load
 from .load import run_load
 from .metrics import Prometheus
@@ -222,6 +223,30 @@ class Lab:
         """Restart an instance that then stays unready for `seconds` (a slow warm-up)."""
         self._faults.slow_start(name, instance, seconds)
 
+    def limits(self, name: str | None = None, **change: object) -> pd.DataFrame:
+        """Each running instance's resource limits, the memory it uses (RSS, MiB) and how the
+        limits are enforced (labkit.limits). With memory= and/or cpu=, set them on every
+        instance of service `name`, now and at each later start: memory="96M" (or MiB),
+        cpu=0.5 (cores), None removes one; the other stays. Refused while another scale,
+        heal or deployment of the service runs."""
+        unknown = sorted(set(change) - {"memory", "cpu"})
+        if unknown:
+            raise LabError(f"unknown limit {', '.join(map(repr, unknown))}; valid: memory, cpu")
+        services = list(SERVICES.values()) if name is None else [service(name)]
+        if change:
+            if name is None:
+                raise LabError("name the service to limit, e.g. lab.limits('echo', memory='96M')")
+            svc = services[0]
+            current = self.backend.limits(svc).as_dict()
+            wanted = limits.parse(change.get("memory", current["memory_mb"]),
+                                  change.get("cpu", current["cpu"]))
+            require_up(self.backend)  # after every check of the arguments
+            with ServiceLock(self.backend.state, svc.name, "set limits"):
+                self.backend.set_limits(svc, wanted)
+            self.progress(f"{svc.name}: {limits.describe(wanted)} ({limits.mechanism()})")
+        require_up(self.backend)
+        return limits.table(self.backend, services)
+
     def faults(self) -> pd.DataFrame:
         """Every fault in force: one row per instance and fault."""
         require_up(self.backend)
@@ -229,12 +254,15 @@ class Lab:
 
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
-        service's declared version and replica count, and the gateway's declared routes and
-        health checks. Policies (lab.policies) stay: clear them with lab.policies.clear.
-        Refused while a scale or deployment of any service runs."""
+        service's declared version, replica count and resource limits (none), and the
+        gateway's declared routes and health checks. Policies (lab.policies) stay: clear them
+        with lab.policies.clear. Refused while a scale or deployment of any service runs."""
         require_up(self.backend)
         with every_service(self.backend.state, SERVICES, "heal"):
             self._deployments.reset()
+            for svc in SERVICES.values():
+                if self.backend.limits(svc) != Limits():
+                    self.backend.set_limits(svc, Limits())  # the topology declares none
             self._faults.heal()
             self.gateway.write_routes()  # the declared routes and health checks
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ..errors import LabError
+from ..limits import Limits
 from ..topology import Service
 
 Progress = Callable[[str], None]
@@ -71,6 +72,12 @@ class Backend(Protocol):
 
     def wait_routed(self, service: Service, slots: list[int], timeout: float = ...) -> None:
         """Wait until each instance is registered and in the gateway's view."""
+
+    def limits(self, service: Service) -> Limits:
+        """The resource limits set on a service's instances (none unless lab.limits set)."""
+
+    def set_limits(self, service: Service, wanted: Limits) -> None:
+        """Enforce `wanted` on every instance, running or started later (labkit.limits)."""
 
     def desired_replicas(self, service: Service) -> int: ...
 

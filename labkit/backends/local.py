@@ -23,9 +23,10 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import block_claims, blocks, paths, processes, servicelock
+from .. import block_claims, blocks, limits, paths, processes, servicelock
 from ..errors import LabError
 from ..gateway import Gateway
+from ..limits import Limits
 from ..ports import ensure_free
 from ..registry import Registry
 from ..topology import INFRA_COMPONENTS, MAX_REPLICAS, SERVICES, Endpoint, Service, infra
@@ -50,6 +51,7 @@ def health_url(component: str) -> str:
 
 START_TIMEOUT = 20.0
 REPLICAS_FILE = "replicas.json"  # the replica count asked for each service (scale, or up)
+LIMITS_FILE = "limits.json"  # the resource limits set on each service (lab.limits)
 TELEMETRY_FILES = ("telemetry.sqlite", "telemetry.sqlite-wal", "telemetry.sqlite-shm")
 STOP_TIMEOUT = 15.0  # above supervisord's stopwaitsecs, after which it SIGKILLs
 
@@ -228,6 +230,7 @@ class LocalBackend:
             progress(f"reaped {reaped} leftover process(es)")
         for leftover in ("supervisor.sock", "supervisord.pid"):
             (self.state / leftover).unlink(missing_ok=True)
+        self._remove_limit_groups()
         blocks.forget(self.state)
 
     def _stop_everything(self) -> None:
@@ -264,8 +267,10 @@ class LocalBackend:
         # metrics (after a restart Prometheus writes no staleness markers, so the last values
         # of a previous run's recorded series would count for 5 minutes), and the logs and
         # traces, so that what a learner sees is this run only
-        for stale in ("etcd", "prometheus", "logs", "faults", "releases", REPLICAS_FILE,
-                      *TELEMETRY_FILES) if fresh else ():
+        if fresh:
+            self._remove_limit_groups()  # a crashed run's, before its record goes
+        for stale in ("etcd", "prometheus", "logs", "faults", "releases", "limits",
+                      REPLICAS_FILE, LIMITS_FILE, *TELEMETRY_FILES) if fresh else ():
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)
@@ -430,6 +435,48 @@ class LocalBackend:
     def _declared_replicas(self) -> dict[str, int]:
         path = self.state / REPLICAS_FILE
         return json.loads(path.read_text()) if path.exists() else {}
+
+    def limits(self, service: Service) -> Limits:
+        path = self.state / LIMITS_FILE
+        saved = json.loads(path.read_text()).get(service.name) if path.exists() else None
+        return Limits(**saved) if saved else Limits()
+
+    def set_limits(self, service: Service, wanted: Limits) -> None:
+        """Every instance slot gets `wanted`: the running ones now, any other at its start
+        (the file its start command sources); none changes if one cannot take it."""
+        pids = {slot: self.instance_pid(service, slot) for slot in self.active_slots(service)}
+        self._record_limit_groups()
+        limits.check_fits(wanted, {service.instance_id(slot): psutil.Process(pid).memory_info()
+                                   .rss / 2**20 for slot, pid in pids.items()})
+        for slot in range(1, MAX_REPLICAS + 1):
+            lines = limits.enforce(wanted, self.block, service.instance_id(slot), pids.get(slot))
+            path = local_config.limits_file(self.state, service, slot)
+            if lines and wanted != Limits():
+                path.parent.mkdir(exist_ok=True)
+                servicelock.write_atomically(path, lines)
+            else:
+                path.unlink(missing_ok=True)
+        path = self.state / LIMITS_FILE
+        with servicelock.updating(path):
+            saved = json.loads(path.read_text()) if path.exists() else {}
+            saved[service.name] = wanted.as_dict()
+            servicelock.write_atomically(path, json.dumps(saved, indent=2))
+
+    def _record_limit_groups(self) -> None:
+        """Where this process makes the lab's cgroups (below its own groups): `down`, maybe
+        from another process in other groups, removes them from this record."""
+        record = self.state / "limits" / "cgroups"
+        record.parent.mkdir(exist_ok=True)
+        known = set(record.read_text().split("\n")) if record.exists() else set()
+        paths = {str(p) for p in limits.lab_groups(self.block)} - known
+        if paths and limits.mechanism() == "cgroup v1":
+            with record.open("a") as out:
+                out.writelines(f"{p}\n" for p in sorted(paths))
+
+    def _remove_limit_groups(self) -> None:
+        record = self.state / "limits" / "cgroups"
+        if record.exists():
+            limits.remove_groups(Path(line) for line in record.read_text().split())
 
     def instance_pid(self, service: Service, slot: int) -> int:
         return self.supervisor.info(instance_name(service, slot))["pid"]

@@ -77,6 +77,12 @@ def release_file(state: Path, service: Service, slot: int) -> Path:
     return state / "releases" / f"{program_name(service, slot)}.json"
 
 
+def limits_file(state: Path, service: Service, slot: int) -> Path:
+    """Shell lines an instance's start runs before the service: its resource limits (see
+    labkit.limits); no file, no limits."""
+    return state / "limits" / f"{program_name(service, slot)}.sh"
+
+
 def instance_environment(state: Path, service: Service, slot: int) -> dict[str, str]:
     endpoint = service.endpoint(slot)
     env = {
@@ -123,15 +129,20 @@ def _env_value(env: dict[str, str]) -> str:
 _OWN_LOG = 'log=$1; shift; exec "$@" < /dev/null >> "$log" 2>&1'
 
 
-def logged_command(command: list[str], log: Path) -> list[str]:
-    """`command`, run with its stdout and stderr appended to `log` and no stdin."""
-    return ["/bin/sh", "-c", _OWN_LOG, "sh", str(log), *command]
+def logged_command(command: list[str], log: Path, limits: Path | None = None) -> list[str]:
+    """`command`, run with its stdout and stderr appended to `log` and no stdin; `limits`, if
+    given and present, is sourced first, at every start (a restart joins them again)."""
+    if limits is None:
+        return ["/bin/sh", "-c", _OWN_LOG, "sh", str(log), *command]
+    script = f'limits=$1; shift; if [ -r "$limits" ]; then . "$limits"; fi; {_OWN_LOG}'
+    return ["/bin/sh", "-c", script, "sh", str(limits), str(log), *command]
 
 
-def _program(name: str, command: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
+def _program(name: str, command: list[str], log: Path, env: dict[str, str] | None = None,
+             limits: Path | None = None) -> dict:
     program = {
         # supervisord splits the command like a shell and expands %(...)s in it
-        "command": shlex.join(logged_command(command, log)).replace("%", "%%"),
+        "command": shlex.join(logged_command(command, log, limits)).replace("%", "%%"),
         "directory": str(paths.REPO),
         "autostart": "false",  # labkit starts components in dependency order
         "autorestart": "true",
@@ -185,7 +196,8 @@ def supervisord_conf(state: Path) -> str:
             env = instance_environment(state, service, slot)
             sections.append(
                 _ini_section(f"program:{program}",
-                             _program(program, command, logs / f"{program}.log", env))
+                             _program(program, command, logs / f"{program}.log", env,
+                                      limits_file(state, service, slot)))
             )
     return "\n".join(sections)
 

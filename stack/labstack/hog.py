@@ -2,7 +2,8 @@
 
 A leak holds `leak_mb_per_s` more memory every second (written, so it is resident) up to
 faults.MAX_LEAKED_MB, and frees it all when the fault ends: its own anonymous mappings, so
-that freeing gives the memory back to the system (malloc might keep it). A burn keeps a
+that freeing gives the memory back to the system (malloc might keep it); if an allocation
+fails (an address-space limit), the instance exits as one out of memory would. A burn keeps a
 thread busy for `cpu_burn` of every tick: with the GIL, that time is taken from the
 requests too, as a CPU-hungry neighbour inside the process would. Idle, the thread waits
 for a change.
@@ -10,11 +11,15 @@ for a change.
 
 from __future__ import annotations
 
+import logging
 import mmap
+import os
 import threading
 import time
 
 from .faults import MAX_LEAKED_MB, FaultState
+
+log = logging.getLogger("labstack")
 
 TICK_S = 0.1
 MB = 1 << 20
@@ -54,7 +59,15 @@ class Hog:
             self._changed.clear()
 
     def _hold(self, size: int) -> None:
-        chunk = mmap.mmap(-1, max(size, mmap.PAGESIZE))
+        try:
+            chunk = mmap.mmap(-1, max(size, mmap.PAGESIZE))
+        except OSError as exc:  # an address-space limit (labkit.limits' rlimit fallback)
+            # a leaking service whose allocations fail is broken: exit, as one out of memory
+            # would, and let the supervisor restart it
+            log.error("out of memory: exiting", extra={
+                "leaked_mb": round(self.leaked_mb, 1), "error": exc.strerror})
+            logging.shutdown()
+            os._exit(1)
         for offset in range(0, size, mmap.PAGESIZE):
             chunk[offset] = 1  # touched: resident, as leaked objects are
         self._held.append(chunk)

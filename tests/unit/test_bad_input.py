@@ -21,6 +21,7 @@ from labkit import load as load_module
 from labkit.errors import LabError
 from labkit.faults import MAX_SLOW_START_S
 from labkit.lab import Lab
+from labkit.limits import MIN_MEMORY_MB, Limits
 from labkit.load import MAX_RPS
 from labkit.metrics import MAX_QUERY_CHARS
 from labkit.shifting import PRESETS
@@ -29,7 +30,8 @@ from labkit.topology import MAX_REPLICAS, SERVICES
 from labkit.traefik_limits import DURATION_RANGE, MAX_DURATION_S, MAX_INT, MIN_DURATION_S
 
 RUNNING = [1, 2, 3]  # the fake's running instances of every service
-READS = {"is_up", "active_slots", "instance_pid", "desired_replicas", "is_paused", "processes"}
+READS = {"is_up", "active_slots", "instance_pid", "desired_replicas", "is_paused", "processes",
+         "limits"}
 
 
 class RecordingBackend:
@@ -50,6 +52,9 @@ class RecordingBackend:
 
     def instance_pid(self, service: object, slot: int) -> int:
         return 1000 + slot
+
+    def limits(self, service: object) -> Limits:
+        return Limits()
 
     def close(self) -> None:
         pass
@@ -143,6 +148,30 @@ def test_an_instance_number_is_a_whole_number_in_range(lab_and_contacts, call, i
 def test_behaviour_faults_refuse_nan_and_infinity(lab_and_contacts, faults):
     refused(lab_and_contacts, lambda lab: lab.fault("echo", 1, **faults),
             match="finite|between 0 and 1")
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"memory": "lots"}, "memory must be a size such as '96M' or '1G', or a number of MiB, "
+                         f"from {MIN_MEMORY_MB} MiB"),
+    ({"memory": "32M"}, "what an instance needs to start"),
+    ({"memory": 10**9}, "to this machine's"),
+    ({"memory": math.nan}, "memory must be"),
+    ({"memory": True}, "memory must be"),
+    ({"cpu": 0}, "cpu must be a number of cores from 0.01"),
+    ({"cpu": 999}, "to this machine's"),
+    ({"cpu": "half"}, "cpu must be"),
+    ({"cpu": math.inf}, "cpu must be"),
+    ({"memroy": "96M"}, "unknown limit 'memroy'; valid: memory, cpu"),
+])
+def test_limits_refuse_what_cannot_be_enforced_naming_the_valid_range(lab_and_contacts, change,
+                                                                      message):
+    refused(lab_and_contacts, lambda lab: lab.limits("echo", **change), match=re.escape(message))
+
+
+def test_limits_need_a_known_service(lab_and_contacts):
+    refused(lab_and_contacts, lambda lab: lab.limits("ehco", memory="96M"),
+            match="known services: echo, routeguide, web")
+    refused(lab_and_contacts, lambda lab: lab.limits(memory="96M"), match="name the service")
 
 
 @pytest.mark.parametrize("seconds", [math.nan, math.inf, 1e9, MAX_SLOW_START_S + 1, -1, True])
@@ -269,6 +298,7 @@ BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
     st.tuples(st.sampled_from(sorted(INSTANCE_CALLS)), NOT_RUNNING).map(
         lambda c: lambda lab: INSTANCE_CALLS[c[0]](lab, c[1])),
     NOT_A_SERVICE.map(lambda v: lambda lab: lab.kill(v, 1)),
+    NOT_A_SERVICE.map(lambda v: lambda lab: lab.limits(v, memory="96M")),
     NOT_DURATION.map(lambda v: lambda lab: lab.fault("web", 1, latency=v)),
     NOT_DURATION.map(lambda v: lambda lab: lab.fault("web", 1, latency="1ms", jitter=v)),
     NOT_A_RATE.map(lambda v: lambda lab: lab.fault("web", 1, error_rate=v)),

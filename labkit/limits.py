@@ -1,0 +1,210 @@
+"""Resource limits of a service's instances, and the strongest mechanism the machine offers.
+
+- "cgroup v1" (Linux, root, v1 memory and cpu hierarchies writable, as on the lab's CI
+  machine): each instance in its own group below this process's; memory.limit_in_bytes (the
+  kernel's OOM killer ends an instance that goes over) and cpu.cfs_quota_us (throttled to
+  `cpu` cores).
+- "rlimit" elsewhere (Binder, a laptop without cgroup delegation): memory only, as an
+  address-space limit (RLIMIT_AS) of the instance's size when it was limited plus `memory`,
+  so an allocation beyond it fails; CPU is not enforced there, and labkit says so.
+
+Instances (re)started later join the same limits: their start command sources a small shell
+file (`shell_lines`) that joins the groups or sets the ulimit before it execs the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import resource
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import psutil
+
+from .errors import LabError
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
+    from .topology import Service
+
+MECHANISM_ENV = "LABKIT_LIMITS"  # "rlimit": the fallback even where cgroups are writable
+MIN_MEMORY_MB = 64  # an instance needs ~50 MB to start (RSS measured: echo 47, web 67)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPU_PERIOD_US = 100_000
+_MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(k|m|g)(?:i?b)?", re.IGNORECASE)
+_UNIT_MB = {"k": 1 / 1024, "m": 1, "g": 1024}
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: float | None = None  # None: unlimited
+    cpu: float | None = None  # cores; None: unlimited
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {"memory_mb": self.memory_mb, "cpu": self.cpu}
+
+
+def parse(memory: object, cpu: object) -> Limits:
+    """Limits from labkit's arguments ("96M", "1G", 256 = MiB; cores), or a LabError naming
+    the valid range."""
+    return Limits(_memory_mb(memory), _cores(cpu))
+
+
+def _memory_mb(value: object) -> float | None:
+    total_mb = psutil.virtual_memory().total / 2**20
+    valid = (f"a size such as '96M' or '1G', or a number of MiB, from {MIN_MEMORY_MB} MiB "
+             f"(what an instance needs to start) to this machine's {total_mb:.0f} MiB; "
+             "None for no limit")
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise LabError(f"memory must be {valid}, got {value!r}")
+    if isinstance(value, int | float):
+        mb = float(value)
+    elif isinstance(value, str) and (match := _MEMORY.fullmatch(value.strip())):
+        mb = float(match[1]) * _UNIT_MB[match[2].lower()]
+    else:
+        raise LabError(f"memory must be {valid}, got {value!r}")
+    if not MIN_MEMORY_MB <= mb <= total_mb:  # NaN fails too
+        raise LabError(f"memory must be {valid}, got {value!r}")
+    return mb
+
+
+def _cores(value: object) -> float | None:
+    cores = os.cpu_count() or 1
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.01 <= value <= cores:
+        raise LabError(f"cpu must be a number of cores from 0.01 to this machine's {cores}, "
+                       f"or None for no limit; got {value!r}")
+    return float(value)
+
+
+def mechanism() -> str:
+    """"cgroup v1" where this process may make v1 memory and cpu groups, else "rlimit"."""
+    if os.environ.get(MECHANISM_ENV) == "rlimit":
+        return "rlimit"
+    groups = [_own_group(c) for c in ("memory", "cpu")]
+    if all(g is not None and os.access(g, os.W_OK) for g in groups):
+        return "cgroup v1"
+    return "rlimit"
+
+
+def _own_group(controller: str) -> Path | None:
+    """This process's group in the v1 hierarchy of `controller`, if it is mounted."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(",") and (CGROUP_ROOT / controller).is_dir():
+            return CGROUP_ROOT / controller / path.lstrip("/")
+    return None
+
+
+CONTROLLERS = ("memory", "cpu")
+
+
+def lab_groups(block: int) -> list[Path]:
+    """The parent groups of a lab's instances, one per v1 controller mounted."""
+    return [own / f"labkit-block{block}" for c in CONTROLLERS
+            if (own := _own_group(c)) is not None]
+
+
+def _instance_groups(block: int, instance_id: str) -> dict[str, Path]:
+    return {c: own / f"labkit-block{block}" / instance_id for c in CONTROLLERS
+            if (own := _own_group(c)) is not None}
+
+
+def check_fits(limits: Limits, rss_mb: dict[str, float]) -> None:
+    """Refuse a memory limit below what a running instance already uses (nothing changes)."""
+    over = {name: mb for name, mb in rss_mb.items()
+            if limits.memory_mb is not None and mb >= limits.memory_mb}
+    if over:
+        using = ", ".join(f"{name} uses {mb:.0f} MiB" for name, mb in sorted(over.items()))
+        raise LabError(f"memory {limits.memory_mb:g} MiB is below what running instances "
+                       f"use ({using}): choose more, or heal them first")
+
+
+def enforce(limits: Limits, block: int, instance_id: str, pid: int | None) -> str:
+    """Apply `limits` to an instance (and to its running process `pid`, if any); return the
+    shell lines that make a later start of it join them ("" when there is nothing to do)."""
+    if pid is not None:
+        _address_space(pid, None)  # a fallback limit set earlier goes, whatever comes next
+    if mechanism() == "cgroup v1":
+        groups = _instance_groups(block, instance_id)
+        for group in groups.values():
+            group.mkdir(parents=True, exist_ok=True)
+        memory = -1 if limits.memory_mb is None else int(limits.memory_mb * 2**20)
+        _write(groups["memory"] / "memory.limit_in_bytes", memory)
+        _write(groups["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
+        quota = -1 if limits.cpu is None else int(limits.cpu * CPU_PERIOD_US)
+        _write(groups["cpu"] / "cpu.cfs_quota_us", quota)
+        if pid is not None:
+            for group in groups.values():
+                _write(group / "cgroup.procs", pid)
+        return "".join(f'echo $$ > "{group}/cgroup.procs"\n' for group in groups.values())
+    if limits.memory_mb is None or pid is None:  # no pid: its size at start is not known
+        return ""
+    size = psutil.Process(pid).memory_info().vms + int(limits.memory_mb * 2**20)
+    _address_space(pid, size)
+    return f"ulimit -S -v {size // 1024}\n"
+
+
+def _address_space(pid: int, size: int | None) -> None:
+    """The soft limit only: without privileges a hard limit, once lowered, stays lowered."""
+    _soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+    if size is not None and hard != resource.RLIM_INFINITY:
+        size = min(size, hard)
+    resource.prlimit(pid, resource.RLIMIT_AS,
+                     (resource.RLIM_INFINITY if size is None else size, hard))
+
+
+def _write(path: Path, value: int) -> None:
+    try:
+        path.write_text(str(value))
+    except OSError as exc:
+        raise LabError(f"could not set {path} to {value}: {exc.strerror}") from None
+
+
+def remove_groups(lab_group_paths: Iterable[Path]) -> None:
+    """Remove a stopped lab's groups (a group still holding a process stays)."""
+    for lab_group in lab_group_paths:
+        if lab_group.is_dir():
+            for group in [*filter(Path.is_dir, lab_group.iterdir()), lab_group]:
+                with contextlib.suppress(OSError):  # busy: a process is still in it
+                    group.rmdir()
+
+
+def describe(limits: Limits) -> str:
+    memory = "no memory limit" if limits.memory_mb is None else f"memory {limits.memory_mb:g} MiB"
+    cpu = "no CPU limit" if limits.cpu is None else f"{limits.cpu:g} CPU cores"
+    return f"{memory}, {cpu}"
+
+
+def table(backend: Backend, services: Iterable[Service]) -> pd.DataFrame:
+    """One row per running instance: its limits, its memory in use and the mechanism."""
+    how = mechanism()
+    rows = []
+    for svc in services:
+        wanted = backend.limits(svc)
+        for slot in backend.active_slots(svc):
+            try:
+                rss_mb = psutil.Process(backend.instance_pid(svc, slot)).memory_info().rss / 2**20
+            except psutil.Error:
+                rss_mb = float("nan")  # it exited since
+            rows.append({
+                "service": svc.name, "instance": svc.instance_id(slot),
+                "memory_limit_mb": wanted.memory_mb, "memory_mb": round(rss_mb, 1),
+                "cpu_limit": wanted.cpu,
+                "cpu_enforced": how != "rlimit" or wanted.cpu is None, "mechanism": how,
+            })
+    columns = ["service", "instance", "memory_limit_mb", "memory_mb", "cpu_limit",
+               "cpu_enforced", "mechanism"]
+    return pd.DataFrame(rows, columns=columns)
