@@ -159,6 +159,11 @@ def enforce(limits: Limits, block: int, instance_id: str, pid: int | None) -> st
 
 def _address_space(pid: int, size: int | None) -> None:
     """The soft limit only: without privileges a hard limit, once lowered, stays lowered."""
+    if not hasattr(resource, "prlimit"):  # not Linux: nothing was set, nothing can be
+        if size is None:
+            return
+        raise LabError("memory limits need Linux here (prlimit); this system has neither "
+                       "writable cgroups nor prlimit")
     _soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
     if size is not None and hard != resource.RLIM_INFINITY:
         size = min(size, hard)
