@@ -124,22 +124,28 @@ class Lab:
         self.backend.close()  # its clients talk to components that are gone
 
     def status(self) -> pd.DataFrame:
-        """One row per infrastructure component and per service instance. Components whose
-        supervisor is gone are ORPHANED (and the fix is printed)."""
+        """One row per infrastructure component and per service instance: its state, address,
+        pid, uptime, memory in use (RSS, MiB) and, for instances, their resource limits and
+        how they are enforced (see limits()). Components whose supervisor is gone are
+        ORPHANED (and the fix is printed)."""
         now = time.time()
         rows = []
+        set_limits = {svc.name: self.backend.limits(svc) for svc in SERVICES.values()}
+        enforced_by = limits.mechanism() if any(set_limits.values()) else ""
         processes = self.backend.processes()
         orphans = [p for p in processes if p["statename"] == ORPHANED]
         if orphans:
             self.progress(unsupervised(self.backend, orphans))
         for proc in processes:
             component = proc["name"]
+            wanted = limits.Limits()
             if proc["group"] in SERVICES:
                 svc = service(proc["group"])
                 slot = int(component.rsplit("-", 1)[1])
                 if proc["statename"] == "STOPPED":
                     continue  # an unused replica slot
                 kind, address = svc.name, svc.endpoint(slot).address
+                wanted = set_limits[svc.name]
             else:
                 kind, address = "infrastructure", infra_addresses().get(component, "")
             running = proc["statename"] in ("RUNNING", ORPHANED)
@@ -150,9 +156,14 @@ class Lab:
                 "address": address,
                 "pid": proc["pid"] or None,
                 "uptime_s": round(now - proc["start"], 1) if running else None,
+                "memory_mb": limits.rss_mb(proc["pid"]) if running else None,
+                "memory_limit_mb": wanted.memory_mb,
+                "cpu_limit": wanted.cpu,
+                "limits_by": enforced_by if wanted else "",
             })
         return pd.DataFrame(rows, columns=["component", "kind", "state", "address", "pid",
-                                           "uptime_s"])
+                                           "uptime_s", "memory_mb", "memory_limit_mb",
+                                           "cpu_limit", "limits_by"])
 
     # ---- instances -------------------------------------------------------
 
@@ -261,7 +272,7 @@ class Lab:
         with every_service(self.backend.state, SERVICES, "heal"):
             self._deployments.reset()
             for svc in SERVICES.values():
-                if self.backend.limits(svc) != Limits():
+                if self.backend.limits(svc):
                     self.backend.set_limits(svc, Limits())  # the topology declares none
             self._faults.heal()
             self.gateway.write_routes()  # the declared routes and health checks

@@ -45,6 +45,9 @@ class Limits:
     memory_mb: float | None = None  # None: unlimited
     cpu: float | None = None  # cores; None: unlimited
 
+    def __bool__(self) -> bool:
+        return self != Limits()
+
     def as_dict(self) -> dict[str, float | None]:
         return {"memory_mb": self.memory_mb, "cpu": self.cpu}
 
@@ -200,16 +203,21 @@ def table(backend: Backend, services: Iterable[Service]) -> pd.DataFrame:
     for svc in services:
         wanted = backend.limits(svc)
         for slot in backend.active_slots(svc):
-            try:
-                rss_mb = psutil.Process(backend.instance_pid(svc, slot)).memory_info().rss / 2**20
-            except psutil.Error:
-                rss_mb = float("nan")  # it exited since
             rows.append({
                 "service": svc.name, "instance": svc.instance_id(slot),
-                "memory_limit_mb": wanted.memory_mb, "memory_mb": round(rss_mb, 1),
+                "memory_limit_mb": wanted.memory_mb,
+                "memory_mb": rss_mb(backend.instance_pid(svc, slot)),
                 "cpu_limit": wanted.cpu,
                 "cpu_enforced": how != "rlimit" or wanted.cpu is None, "mechanism": how,
             })
     columns = ["service", "instance", "memory_limit_mb", "memory_mb", "cpu_limit",
                "cpu_enforced", "mechanism"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MiB (NaN if it has exited since)."""
+    try:
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    except psutil.Error:
+        return float("nan")

@@ -446,12 +446,12 @@ class LocalBackend:
         (the file its start command sources); none changes if one cannot take it."""
         pids = {slot: self.instance_pid(service, slot) for slot in self.active_slots(service)}
         self._record_limit_groups()
-        limits.check_fits(wanted, {service.instance_id(slot): psutil.Process(pid).memory_info()
-                                   .rss / 2**20 for slot, pid in pids.items()})
+        limits.check_fits(wanted, {service.instance_id(slot): limits.rss_mb(pid)
+                                   for slot, pid in pids.items()})
         for slot in range(1, MAX_REPLICAS + 1):
             lines = limits.enforce(wanted, self.block, service.instance_id(slot), pids.get(slot))
             path = local_config.limits_file(self.state, service, slot)
-            if lines and wanted != Limits():
+            if lines and wanted:
                 path.parent.mkdir(exist_ok=True)
                 servicelock.write_atomically(path, lines)
             else:

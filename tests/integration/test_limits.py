@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -55,6 +56,12 @@ def test_cgroups_cap_memory_and_cpu_and_a_restart_stays_inside(echo_lab):
     frame = lab.limits("echo", memory="96M", cpu=0.2)
     assert set(frame["mechanism"]) == {"cgroup v1"} and frame["cpu_enforced"].all()
     assert (frame["memory_limit_mb"] == 96).all() and (frame["cpu_limit"] == 0.2).all()
+    status = lab.status().set_index("component")
+    echo_rows = status[status["kind"] == "echo"]
+    assert (echo_rows["memory_limit_mb"] == 96).all() and (echo_rows["cpu_limit"] == 0.2).all()
+    assert set(echo_rows["limits_by"]) == {"cgroup v1"} and (echo_rows["memory_mb"] > 20).all()
+    web = status.loc["web-1"]
+    assert web["limits_by"] == "" and pd.isna(web["memory_limit_mb"]), "web has no limits"
     pid = lab.backend.instance_pid(ECHO, 1)
     memory_group = Path("/sys/fs/cgroup/memory") / group_of(pid, "memory").lstrip("/")
     cpu_group = Path("/sys/fs/cgroup/cpu") / group_of(pid, "cpu").lstrip("/")
