@@ -248,11 +248,11 @@ class Lab:
             if name is None:
                 raise LabError("name the service to limit, e.g. lab.limits('echo', memory='96M')")
             svc = services[0]
-            current = self.backend.limits(svc).as_dict()
-            wanted = limits.parse(change.get("memory", current["memory_mb"]),
-                                  change.get("cpu", current["cpu"]))
-            require_up(self.backend)  # after every check of the arguments
             with ServiceLock(self.backend.state, svc.name, "set limits"):
+                current = self.backend.limits(svc).as_dict()  # the one change does not set
+                wanted = limits.parse(change.get("memory", current["memory_mb"]),
+                                      change.get("cpu", current["cpu"]))
+                require_up(self.backend)  # after every check of the arguments
                 self.backend.set_limits(svc, wanted)
             self.progress(f"{svc.name}: {limits.describe(wanted)} ({limits.mechanism()})")
         require_up(self.backend)
