@@ -15,6 +15,7 @@ file (`shell_lines`) that joins the groups or sets the ulimit before it execs th
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import resource
@@ -36,6 +37,7 @@ MECHANISM_ENV = "LABKIT_LIMITS"  # "rlimit": the fallback even where cgroups are
 MIN_MEMORY_MB = 64  # an instance needs ~50 MB to start (RSS measured: echo 47, web 67)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
+CONTROLLERS = ("memory", "cpu")  # the v1 hierarchies a lab makes groups in
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*(k|m|g)(?:i?b)?", re.IGNORECASE)
 _UNIT_MB = {"k": 1 / 1024, "m": 1, "g": 1024}
 
@@ -92,10 +94,24 @@ def mechanism() -> str:
     """"cgroup v1" where this process may make v1 memory and cpu groups, else "rlimit"."""
     if os.environ.get(MECHANISM_ENV) == "rlimit":
         return "rlimit"
-    groups = [_own_group(c) for c in ("memory", "cpu")]
-    if all(g is not None and os.access(g, os.W_OK) for g in groups):
-        return "cgroup v1"
-    return "rlimit"
+    return "cgroup v1" if _cgroups_usable() else "rlimit"
+
+
+@functools.cache
+def _cgroups_usable() -> bool:
+    """Whether a group can be made (and removed) below ours in every controller: writable
+    files are not enough in some containers."""
+    for controller in CONTROLLERS:
+        own = _own_group(controller)
+        if own is None:
+            return False
+        probe = own / f"labkit-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError:
+            return False
+    return True
 
 
 def _own_group(controller: str) -> Path | None:
@@ -109,9 +125,6 @@ def _own_group(controller: str) -> Path | None:
         if controller in controllers.split(",") and (CGROUP_ROOT / controller).is_dir():
             return CGROUP_ROOT / controller / path.lstrip("/")
     return None
-
-
-CONTROLLERS = ("memory", "cpu")
 
 
 def lab_groups(block: int) -> list[Path]:

@@ -116,6 +116,7 @@ class LocalBackend:
         try:
             self._start_supervisord(progress, claim, fresh=True)
             self._start_infra(progress)
+            self._prepare_limits()
             launched = time.monotonic()
             initial = {s: list(range(1, s.replicas + 1)) for s in SERVICES.values()}
             for service, slots in initial.items():
@@ -451,7 +452,7 @@ class LocalBackend:
         for slot in range(1, MAX_REPLICAS + 1):
             lines = limits.enforce(wanted, self.block, service.instance_id(slot), pids.get(slot))
             path = local_config.limits_file(self.state, service, slot)
-            if lines and wanted:
+            if lines:
                 path.parent.mkdir(exist_ok=True)
                 servicelock.write_atomically(path, lines)
             else:
@@ -461,6 +462,14 @@ class LocalBackend:
             saved = json.loads(path.read_text()) if path.exists() else {}
             saved[service.name] = wanted.as_dict()
             servicelock.write_atomically(path, json.dumps(saved, indent=2))
+
+    def _prepare_limits(self) -> None:
+        """Where cgroups are usable every instance starts in its own group, unlimited until
+        lab.limits: a limit set later then counts all the memory it holds (on recent kernels
+        what a process holds stays charged to the group it was in when it moves)."""
+        if limits.mechanism() == "cgroup v1":
+            for service in SERVICES.values():
+                self.set_limits(service, self.limits(service))
 
     def _record_limit_groups(self) -> None:
         """Where this process makes the lab's cgroups (below its own groups): `down`, maybe

@@ -106,12 +106,18 @@ def test_the_rlimit_fallback_caps_memory_and_says_cpu_is_not_enforced(echo_lab, 
     assert "out of memory: exiting" in lab.backend.log_tail("echo-2", 40)
 
 
+def start_files(lab) -> dict[str, str]:
+    """What each echo instance's start sources (its limits)."""
+    return {p.name: p.read_text() for p in (lab.backend.state / "limits").glob("echo-*.sh")}
+
+
 def test_a_limit_below_what_an_instance_uses_is_refused_and_nothing_changes(echo_lab):
     lab = echo_lab
+    before = start_files(lab)
     lab.fault("echo", 3, leak_mb_per_s=40)
     wait_for(lambda: lab.limits("echo").set_index("instance").loc["echo-3", "memory_mb"] > 110,
              what="echo-3 to hold more than 110 MiB", timeout=10)
     with pytest.raises(LabError, match=r"below what running instances use \(echo-3 uses"):
         lab.limits("echo", memory=100)
     assert lab.limits("echo")["memory_limit_mb"].isna().all()
-    assert not list((lab.backend.state / "limits").glob("echo-*.sh"))
+    assert start_files(lab) == before
