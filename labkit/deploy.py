@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import canary as canary_analysis
 from .backends.base import Backend
+from .budget import Budgets
 from .errors import LabError
 from .metrics import Prometheus
 from .mirroring import Mirrors, check_percent
@@ -46,6 +47,7 @@ class Deployments:
                  traefik_api_url: str | None = None,
                  prometheus: Prometheus | None = None):
         self.backend = backend
+        self.budgets = Budgets(backend)
         self.progress = progress
         self.etcd = etcd  # the caller's: it closes it
         self.api = httpx.Client(base_url=traefik_api_url or infra().traefik_api.url, timeout=2.0)
@@ -93,6 +95,8 @@ class Deployments:
         with self._lock(svc, f"deploy {replicas} x {version}"):
             active = self.backend.active_slots(svc)
             mine = [s for s in active if self.releases.version(svc, s) == version]
+            self.budgets.check(svc, len(active) - len(mine) + replicas,
+                               f"deploying {replicas} x {svc.name} {version}")
             if replicas > len(mine):
                 self._add(svc, version, replicas - len(mine), active)
             elif replicas < len(mine):
@@ -242,6 +246,8 @@ class Deployments:
             active = self.backend.active_slots(svc)
             old = [s for s in active if self.releases.version(svc, s) != version]
             check(svc, version, batch, surge, ready_timeout, len(active), len(old))
+            self.budgets.check(svc, len(active) + surge,
+                               f"a rollout of {svc.name} with surge {surge}")
             self.progress(f"rolling {len(old)} of {svc.name}'s {len(active)} instances to "
                           f"{version}, {batch} at a time, surge {surge}")
             return Rollout(self.backend, self.releases, self.progress).run(

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import grpc_client, limits, links
+from . import budget, grpc_client, limits, links
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
@@ -178,6 +178,7 @@ class Lab:
             # slots start, the highest running ones stop
             to_start = free_slots(active)[:max(replicas - len(active), 0)]
             to_stop = active[replicas:]
+            self._deployments.budgets.check(svc, replicas, f"scaling {svc.name} to {replicas}")
             self.backend.ensure_free(svc, to_start)
             self.backend.set_desired_replicas(svc, replicas)
             self.backend.start_instances(svc, to_start, self.progress)
@@ -253,10 +254,35 @@ class Lab:
                 wanted = limits.parse(change.get("memory", current["memory_mb"]),
                                       change.get("cpu", current["cpu"]))
                 require_up(self.backend)  # after every check of the arguments
+                self._deployments.budgets.check(
+                    svc, len(self.backend.active_slots(svc)), f"these limits on {svc.name}",
+                    new_limits=wanted)
                 self.backend.set_limits(svc, wanted)
             self.progress(f"{svc.name}: {limits.describe(wanted)} ({limits.mechanism()})")
         require_up(self.backend)
         return limits.table(self.backend, services)
+
+    def budget(self, **change: object) -> pd.DataFrame:
+        """The lab's capacity budget (labkit.budget): per resource, what it allows and what
+        the running instances use. With memory= (the sum of the instances' memory limits,
+        e.g. "1G"), cpu= (the sum of their CPU limits, cores) and/or max_replicas= (per
+        service), set it; None removes one. scale, deploy, a rollout's surge and limits are
+        then refused beyond it. heal() removes the budget."""
+        unknown = sorted(set(change) - {"memory", "cpu", "max_replicas"})
+        if unknown:
+            raise LabError(f"unknown budget {', '.join(map(repr, unknown))}; valid: memory, "
+                           "cpu, max_replicas")
+        budgets = self._deployments.budgets
+        if change:
+            with every_service(self.backend.state, SERVICES, "set the budget"):
+                current = budgets.get()
+                wanted = budget.parse(change.get("memory", current.memory_mb),
+                                      change.get("cpu", current.cpu),
+                                      change.get("max_replicas", current.max_replicas))
+                require_up(self.backend)
+                budgets.set(wanted)
+        require_up(self.backend)
+        return budgets.table()
 
     def faults(self) -> pd.DataFrame:
         """Every fault in force: one row per instance and fault."""
@@ -265,12 +291,14 @@ class Lab:
 
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
-        service's declared version, replica count and resource limits (none), and the
-        gateway's declared routes and health checks. Policies (lab.policies) stay: clear them
-        with lab.policies.clear. Refused while a scale or deployment of any service runs."""
+        service's declared version, replica count and resource limits (none), the lab's
+        budget (none), and the gateway's declared routes and health checks. Policies
+        (lab.policies) stay: clear them with lab.policies.clear. Refused while a scale or
+        deployment of any service runs."""
         require_up(self.backend)
         with every_service(self.backend.state, SERVICES, "heal"):
             self._deployments.reset()
+            self._deployments.budgets.set(budget.Budget())  # the topology declares none
             for svc in SERVICES.values():
                 if self.backend.limits(svc):
                     self.backend.set_limits(svc, Limits())  # the topology declares none

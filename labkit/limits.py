@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .topology import Service
 
 MECHANISM_ENV = "LABKIT_LIMITS"  # "rlimit": the fallback even where cgroups are writable
+MAX_CPU_BUDGET = 1000  # cores: a budget may promise more than the machine has (overcommit)
 MIN_MEMORY_MB = 64  # an instance needs ~50 MB to start (RSS measured: echo 47, web 67)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
@@ -57,10 +58,12 @@ class Limits:
 def parse(memory: object, cpu: object) -> Limits:
     """Limits from labkit's arguments ("96M", "1G", 256 = MiB; cores), or a LabError naming
     the valid range."""
-    return Limits(_memory_mb(memory), _cores(cpu))
+    return Limits(memory_mb(memory, "memory"), cores(cpu, "cpu"))
 
 
-def _memory_mb(value: object) -> float | None:
+def memory_mb(value: object, what: str) -> float | None:
+    """A memory size in MiB ("96M", "1G", or a number of MiB), or None; LabError naming the
+    valid range (`what` names the argument)."""
     total_mb = psutil.virtual_memory().total / 2**20
     valid = (f"a size such as '96M' or '1G', or a number of MiB, from {MIN_MEMORY_MB} MiB "
              f"(what an instance needs to start) to this machine's {total_mb:.0f} MiB; "
@@ -68,24 +71,26 @@ def _memory_mb(value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise LabError(f"memory must be {valid}, got {value!r}")
+        raise LabError(f"{what} must be {valid}, got {value!r}")
     if isinstance(value, int | float):
         mb = float(value)
     elif isinstance(value, str) and (match := _MEMORY.fullmatch(value.strip())):
         mb = float(match[1]) * _UNIT_MB[match[2].lower()]
     else:
-        raise LabError(f"memory must be {valid}, got {value!r}")
+        raise LabError(f"{what} must be {valid}, got {value!r}")
     if not MIN_MEMORY_MB <= mb <= total_mb:  # NaN fails too
-        raise LabError(f"memory must be {valid}, got {value!r}")
+        raise LabError(f"{what} must be {valid}, got {value!r}")
     return mb
 
 
-def _cores(value: object) -> float | None:
-    cores = os.cpu_count() or 1
+def cores(value: object, what: str, maximum: float | None = None) -> float | None:
+    """A number of CPU cores up to `maximum` (default: this machine's), or None."""
+    top = maximum or os.cpu_count() or 1
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.01 <= value <= cores:
-        raise LabError(f"cpu must be a number of cores from 0.01 to this machine's {cores}, "
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.01 <= value <= top:
+        where = f"{top:g}" if maximum else f"this machine's {top:g}"
+        raise LabError(f"{what} must be a number of cores from 0.01 to {where}, "
                        f"or None for no limit; got {value!r}")
     return float(value)
 

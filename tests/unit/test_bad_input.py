@@ -168,6 +168,20 @@ def test_limits_refuse_what_cannot_be_enforced_naming_the_valid_range(lab_and_co
     refused(lab_and_contacts, lambda lab: lab.limits("echo", **change), match=re.escape(message))
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    ({"memory": "lots"}, "the memory budget must be a size such as '96M'"),
+    ({"cpu": -1}, "the CPU budget must be a number of cores from 0.01 to 1000"),
+    ({"cpu": math.nan}, "the CPU budget must be"),
+    ({"max_replicas": 0}, f"max_replicas must be a whole number from 1 to {MAX_REPLICAS}"),
+    ({"max_replicas": 2.5}, "max_replicas must be a whole number"),
+    ({"max_replicas": True}, "max_replicas must be a whole number"),
+    ({"memroy": "1G"}, "unknown budget 'memroy'; valid: memory, cpu, max_replicas"),
+])
+def test_a_budget_refuses_what_it_cannot_count_naming_the_valid_range(lab_and_contacts, change,
+                                                                      message):
+    refused(lab_and_contacts, lambda lab: lab.budget(**change), match=re.escape(message))
+
+
 def test_limits_need_a_known_service(lab_and_contacts):
     refused(lab_and_contacts, lambda lab: lab.limits("ehco", memory="96M"),
             match="known services: echo, routeguide, web")
