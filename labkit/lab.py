@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import budget, grpc_client, limits, links
+from . import autoscale, budget, grpc_client, limits, links
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
@@ -28,7 +28,7 @@ from .policies import Policies
 from .registry import Registry
 from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
-from .topology import SERVICES, check_replicas, infra, service
+from .topology import RULES, SERVICES, check_replicas, infra, service
 from .versions import free_slots
 
 MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
@@ -57,6 +57,7 @@ class Lab:
         self.backend = backend or LocalBackend()
         self.progress = progress
         self._loads = BackgroundJobs(MAX_BACKGROUND_LOADS, "background loads")
+        self._autoscalers: dict[str, autoscale.Autoscaler] = {}
         self._open_clients()
 
     def _open_clients(self) -> None:
@@ -75,6 +76,7 @@ class Lab:
     def close(self) -> None:
         """Close every client this Lab opened; the stack keeps running (down() stops it).
         A closed Lab cannot be used again: make a new one with labkit.connect()."""
+        self._stop_autoscalers()
         self._close_clients()
         self.backend.close()
 
@@ -262,6 +264,41 @@ class Lab:
         require_up(self.backend)
         return limits.table(self.backend, services)
 
+    def autoscale(self, name: str, min: int, max: int,  # noqa: A002 - the HPA's words
+                  target_rps_per_instance: float, stabilization: float | str = "30s",
+                  interval: float | str = "2s") -> autoscale.Autoscaler:
+        """Start a control loop (labkit.autoscale) that keeps `name` at about
+        `target_rps_per_instance` requests per second per instance, between `min` and `max`
+        instances and within the lab's budget: up at once, down only after `stabilization`.
+        Returns the running Autoscaler: .decisions (a DataFrame, one row per `interval`) and
+        .stop(). Refused while a scale, heal or deployment of the service runs, or while it
+        is autoscaled already; heal() stops every autoscaler."""
+        svc = service(name)
+        policy = autoscale.check_policy(min, max, target_rps_per_instance, stabilization,
+                                        interval)
+        require_up(self.backend)
+        running = self._autoscalers.get(svc.name)
+        if running is not None and running.running:
+            raise LabError(f"{svc.name} is autoscaled already: stop() that one first")
+        with ServiceLock(self.backend.state, svc.name, "start autoscaling"):
+            pass  # refused here, naming it, while a deployment or a scale runs
+        rate = f'{RULES.record("service", "lab_requests")}{{service="{svc.name}"}}'
+
+        def observe() -> float | None:
+            frame = self.prometheus.query(rate)
+            return float(frame["value"].iloc[0]) if len(frame) else None
+
+        scaler = autoscale.Autoscaler(
+            svc.name, policy, observe, lambda: len(self.backend.active_slots(svc)),
+            lambda n: self.scale(svc.name, n), self.progress)
+        self._autoscalers[svc.name] = scaler
+        return scaler
+
+    def _stop_autoscalers(self) -> None:
+        for scaler in self._autoscalers.values():
+            scaler.stop()
+        self._autoscalers.clear()
+
     def budget(self, **change: object) -> pd.DataFrame:
         """The lab's capacity budget (labkit.budget): per resource, what it allows and what
         the running instances use. With memory= (the sum of the instances' memory limits,
@@ -296,6 +333,7 @@ class Lab:
         (lab.policies) stay: clear them with lab.policies.clear. Refused while a scale or
         deployment of any service runs."""
         require_up(self.backend)
+        self._stop_autoscalers()  # the declared stack has none; they would scale it back
         with every_service(self.backend.state, SERVICES, "heal"):
             self._deployments.reset()
             self._deployments.budgets.set(budget.Budget())  # the topology declares none

@@ -182,6 +182,17 @@ def test_a_budget_refuses_what_it_cannot_count_naming_the_valid_range(lab_and_co
     refused(lab_and_contacts, lambda lab: lab.budget(**change), match=re.escape(message))
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "ehco", "min": 1, "max": 2, "target_rps_per_instance": 5}, "known services"),
+    ({"name": "echo", "min": 3, "max": 2, "target_rps_per_instance": 5}, "must not exceed max"),
+    ({"name": "echo", "min": 1, "max": 2, "target_rps_per_instance": -5}, "above 0"),
+    ({"name": "echo", "min": 1, "max": 2, "target_rps_per_instance": 5, "interval": "1ms"},
+     "interval must be at least"),
+])
+def test_autoscaling_refuses_a_bad_policy_before_it_starts(lab_and_contacts, kwargs, message):
+    refused(lab_and_contacts, lambda lab: lab.autoscale(**kwargs), match=message)
+
+
 def test_limits_need_a_known_service(lab_and_contacts):
     refused(lab_and_contacts, lambda lab: lab.limits("ehco", memory="96M"),
             match="known services: echo, routeguide, web")

@@ -1,0 +1,149 @@
+"""Horizontal autoscaling: a control loop that reads a service's request rate from Prometheus
+and scales it to keep each instance near a target rate, within bounds and the lab's budget.
+
+The decision is Kubernetes' HorizontalPodAutoscaler's: recommended = ceil(rate / target),
+clamped to [min, max]. Scaling up follows the recommendation at once; scaling down takes the
+highest recommendation of the last `stabilization` seconds, so a dip in the load does not
+remove instances that the next second needs again (without a window the loop flaps). The
+pure parts (`recommend`, `stabilized`) and the loop (`run`, with its clock, sleep, observe
+and scale passed in) are shaped like labkit.canary, so a unit test runs a whole scenario.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from . import durations
+from .errors import LabError
+from .topology import MAX_REPLICAS, RULES
+
+DECISION_COLUMNS = ["time", "rate_rps", "replicas", "recommended", "stabilized", "action",
+                    "reason"]
+MIN_INTERVAL_S = RULES.evaluation_s  # Prometheus has no newer rate than its last evaluation
+
+
+@dataclass(frozen=True)
+class Policy:
+    min: int
+    max: int
+    target_rps: float  # per instance
+    stabilization_s: float
+    interval_s: float
+
+
+def check_policy(min_replicas: object, max_replicas: object, target_rps: object,
+                 stabilization: object, interval: object) -> Policy:
+    """Everything checked before the loop starts, each error naming what is valid."""
+    for name, value in (("min", min_replicas), ("max", max_replicas)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_REPLICAS:
+            raise LabError(f"{name} must be a whole number from 1 to {MAX_REPLICAS}, "
+                           f"got {value!r}")
+    assert isinstance(min_replicas, int) and isinstance(max_replicas, int)  # checked above
+    if min_replicas > max_replicas:
+        raise LabError(f"min ({min_replicas}) must not exceed max ({max_replicas})")
+    if (isinstance(target_rps, bool) or not isinstance(target_rps, int | float)
+            or not 0 < target_rps <= 10_000):
+        raise LabError(f"target_rps_per_instance must be a number above 0 (and at most "
+                       f"10000), got {target_rps!r}")
+    every = durations.seconds(interval, "interval", maximum=60)
+    if every < MIN_INTERVAL_S:
+        raise LabError(f"interval must be at least {MIN_INTERVAL_S} s (Prometheus evaluates "
+                       f"the rates every {RULES.evaluation_s} s) and at most 60, got {interval!r}")
+    return Policy(min_replicas, max_replicas, float(target_rps),
+                  durations.seconds(stabilization, "stabilization", maximum=600), every)
+
+
+def recommend(rate_rps: float, policy: Policy) -> int:
+    """Instances for `rate_rps` at the target rate each, within [min, max]."""
+    wanted = math.ceil(rate_rps / policy.target_rps - 1e-9) if rate_rps > 0 else 0
+    return min(max(wanted, policy.min), policy.max)
+
+
+def stabilized(history: list[tuple[float, int]], now: float, current: int,
+               policy: Policy) -> int:
+    """Up at once to the newest recommendation; down only to the highest one of the window."""
+    newest = history[-1][1]
+    if newest >= current:
+        return newest
+    return max(n for t, n in history if t >= now - policy.stabilization_s)
+
+
+def run(policy: Policy, observe: Callable[[], float | None], current: Callable[[], int],
+        scale: Callable[[int], None], stop: threading.Event, record: Callable[[dict], None],
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep) -> None:
+    """Every interval until `stop`: observe the rate, decide, scale if the decision differs;
+    `record` gets each decision (a DataFrame row), a refused scale included."""
+    # the fleet as found counts as a recommendation (as in Kubernetes): a fresh loop does not
+    # scale down before a whole window has shown that fewer instances are enough
+    history: list[tuple[float, int]] = [(clock(), current())]
+    while not stop.is_set():
+        began = clock()
+        rate, replicas = observe(), current()
+        row = {"time": began, "rate_rps": rate, "replicas": replicas, "recommended": None,
+               "stabilized": None, "action": "none", "reason": ""}
+        if rate is None:
+            row["reason"] = "no rate yet (Prometheus has no sample of the service)"
+        else:
+            history.append((began, recommend(rate, policy)))
+            history = [(t, n) for t, n in history if t >= began - policy.stabilization_s]
+            wanted = stabilized(history, began, replicas, policy)
+            row.update(recommended=history[-1][1], stabilized=wanted)
+            if wanted != replicas:
+                try:
+                    scale(wanted)
+                    row.update(action=f"scale {replicas} -> {wanted}",
+                               reason=f"{rate:.1f} rps / {policy.target_rps:g} per instance")
+                except LabError as refused:  # the budget, or a rollout holding the service
+                    row.update(action="refused", reason=str(refused).splitlines()[0])
+            elif history[-1][1] < replicas:
+                row["reason"] = (f"would go down to {history[-1][1]}, held by the "
+                                 f"{policy.stabilization_s:g} s stabilization window")
+        record(row)
+        sleep(max(0.0, began + policy.interval_s - clock()))
+
+
+class Autoscaler:
+    """A running control loop for one service (lab.autoscale); stop() ends it."""
+
+    def __init__(self, service: str, policy: Policy, observe: Callable[[], float | None],
+                 current: Callable[[], int], scale: Callable[[int], None],
+                 progress: Callable[[str], None]):
+        self.service, self.policy = service, policy
+        self._rows: list[dict] = []
+        self._stop = threading.Event()
+
+        def record(row: dict) -> None:
+            self._rows.append(row)
+            if row["action"] != "none":
+                progress(f"autoscaler {service}: {row['action']} ({row['reason']})")
+
+        self._thread = threading.Thread(
+            target=run, name=f"autoscale-{service}", daemon=True,
+            args=(policy, observe, current, scale, self._stop, record),
+            kwargs={"sleep": self._stop.wait})
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        """One row per loop: the rate observed, the replicas, the recommendation, what was
+        done and why."""
+        frame = pd.DataFrame(list(self._rows), columns=DECISION_COLUMNS)
+        frame["time"] = pd.to_datetime(frame["time"], unit="s")
+        return frame
+
+    def stop(self) -> pd.DataFrame:
+        """End the loop (within one interval) and return its decisions."""
+        self._stop.set()
+        self._thread.join(timeout=self.policy.interval_s + 30)
+        return self.decisions

@@ -1,0 +1,103 @@
+"""The autoscaler's decisions and loop, deterministic: a fake clock, a scripted load."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from labkit.autoscale import Policy, check_policy, recommend, run
+from labkit.errors import LabError
+
+pytestmark = pytest.mark.timeout(10)
+
+POLICY = Policy(min=2, max=6, target_rps=50, stabilization_s=30, interval_s=2)
+
+
+@pytest.mark.parametrize(("rate", "replicas"), [
+    (0, 2), (50, 2), (100, 2), (101, 3), (150, 3), (299, 6), (300, 6), (10_000, 6),
+])
+def test_the_recommendation_is_the_rate_over_the_target_within_bounds(rate, replicas):
+    assert recommend(rate, POLICY) == replicas
+
+
+def simulate(rates: list[float], policy: Policy = POLICY, start: int = 2,
+             refuse_above: int | None = None) -> list[dict]:
+    """Run the loop over `rates` (one per interval) against a fake fleet; its decisions."""
+    clock = {"now": 0.0}
+    fleet = {"replicas": start}
+    stop, rows = threading.Event(), []
+    rates_left = list(rates)
+
+    def observe() -> float | None:
+        rate = rates_left.pop(0)
+        if not rates_left:
+            stop.set()
+        return rate
+
+    def scale(n: int) -> None:
+        if refuse_above is not None and n > refuse_above:
+            raise LabError(f"scaling echo to {n} needs more than the budget\nsecond line")
+        fleet["replicas"] = n
+
+    def sleep(seconds: float) -> None:
+        clock["now"] += seconds
+
+    run(policy, observe, lambda: fleet["replicas"], scale, stop, rows.append,
+        clock=lambda: clock["now"], sleep=sleep)
+    return rows
+
+
+def test_a_ramp_scales_up_at_once_and_down_only_after_the_window():
+    ramp = [50] * 3 + [280] * 5 + [60] * 20
+    rows = simulate(ramp)
+    replicas_after = [r["stabilized"] or r["replicas"] for r in rows]
+    up = next(i for i, r in enumerate(rows) if r["action"].startswith("scale"))
+    assert up == 3 and rows[up]["action"] == "scale 2 -> 6", "up within one interval"
+    down = [i for i, r in enumerate(rows) if r["action"] == "scale 6 -> 2"]
+    # the load fell at interval 8; the window holds 6 for 30 s (15 intervals of 2 s)
+    assert down and down[0] * 2 - 8 * 2 >= 30, f"down after the window: {down}"
+    held = rows[9]
+    assert held["action"] == "none" and "held by the 30 s stabilization window" in held["reason"]
+    assert max(replicas_after) == 6
+
+
+def test_without_a_window_a_noisy_load_flaps_and_with_one_it_does_not():
+    noisy = [140, 90, 145, 95, 150, 85, 140, 90, 145, 95] * 2
+    flapping = simulate(noisy, Policy(2, 6, 50, stabilization_s=0, interval_s=2))
+    steady = simulate(noisy, POLICY)
+    changes = [r for r in flapping if r["action"].startswith("scale")]
+    assert len(changes) >= 15, "without stabilization each dip removes an instance"
+    assert [r["action"] for r in steady if r["action"] != "none"] == ["scale 2 -> 3"]
+
+
+def test_a_refused_scale_is_recorded_with_its_reason_and_the_loop_goes_on():
+    rows = simulate([300] * 3, refuse_above=4)
+    assert [r["action"] for r in rows] == ["refused"] * 3
+    assert rows[0]["reason"] == "scaling echo to 6 needs more than the budget"
+
+
+def test_a_fresh_loop_waits_a_whole_window_before_scaling_down_the_fleet_it_found():
+    rows = simulate([0] * 20, start=4)
+    down = next(i for i, r in enumerate(rows) if r["action"] != "none")
+    assert rows[down]["action"] == "scale 4 -> 2" and down * 2 > 30
+
+
+def test_no_rate_yet_changes_nothing():
+    rows = simulate([None, 120])  # type: ignore[list-item]
+    assert rows[0]["action"] == "none" and rows[0]["reason"].startswith("no rate yet")
+    assert rows[1]["action"] == "scale 2 -> 3"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((3, 2, 50, "30s", "2s"), "min (3) must not exceed max (2)"),
+    ((0, 2, 50, "30s", "2s"), "min must be a whole number from 1 to 10"),
+    ((1, 11, 50, "30s", "2s"), "max must be a whole number from 1 to 10"),
+    ((1, 2, 0, "30s", "2s"), "target_rps_per_instance must be a number above 0"),
+    ((1, 2, float("nan"), "30s", "2s"), "target_rps_per_instance must be a number above 0"),
+    ((1, 2, 50, "-1s", "2s"), "stabilization must be"),
+    ((1, 2, 50, "30s", "0.5s"), "interval must be at least 2 s"),
+])
+def test_a_bad_policy_is_refused_naming_what_is_valid(args, message):
+    with pytest.raises(LabError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        check_policy(*args)
