@@ -45,6 +45,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/labs.py
 	@$(BIN)/python bench/chaos.py
 	@$(BIN)/python bench/limits.py
+	@$(BIN)/python bench/autoscale.py
 
 workshop: setup  ## a JupyterHub for a workshop on this machine (workshop/README.md); not as root
 	@bash workshop/setup.sh

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import durations
 from .errors import LabError
-from .topology import MAX_REPLICAS, RULES
+from .topology import MAX_REPLICAS, RULES, Service
 
 DECISION_COLUMNS = ["time", "rate_rps", "replicas", "recommended", "stabilized", "action",
                     "reason"]
@@ -57,6 +57,17 @@ def check_policy(min_replicas: object, max_replicas: object, target_rps: object,
                        f"the rates every {RULES.evaluation_s} s) and at most 60, got {interval!r}")
     return Policy(min_replicas, max_replicas, float(target_rps),
                   durations.seconds(stabilization, "stabilization", maximum=600), every)
+
+
+def gateway_rate(svc: Service) -> str:
+    """PromQL for the rate the gateway sends to `svc`, every version included: Traefik's
+    counter per service, which a new instance does not restart (the sum of the instances'
+    own rates counts a new instance short for a whole rate window, and with it the total:
+    scaling up by one instance at a time, 9 to 21 s to meet a step)."""
+    # topology names are [a-z0-9-]: nothing to escape (PromQL strings refuse "\-")
+    names = "|".join((svc.name, *(svc.version_service(r.version) for r in svc.releases)))
+    return (f'sum(rate(traefik_service_requests_total{{service=~"({names})@etcd"}}'
+            f'[{RULES.window_s}s]))')
 
 
 def recommend(rate_rps: float, policy: Policy) -> int:

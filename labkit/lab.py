@@ -28,7 +28,7 @@ from .policies import Policies
 from .registry import Registry
 from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
-from .topology import RULES, SERVICES, check_replicas, infra, service
+from .topology import SERVICES, check_replicas, infra, service
 from .versions import free_slots
 
 MAX_BACKGROUND_LOADS = 8  # start_load: each runs on its own thread, all at once
@@ -282,7 +282,7 @@ class Lab:
             raise LabError(f"{svc.name} is autoscaled already: stop() that one first")
         with ServiceLock(self.backend.state, svc.name, "start autoscaling"):
             pass  # refused here, naming it, while a deployment or a scale runs
-        rate = f'{RULES.record("service", "lab_requests")}{{service="{svc.name}"}}'
+        rate = autoscale.gateway_rate(svc)
 
         def observe() -> float | None:
             frame = self.prometheus.query(rate)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from labkit.autoscale import Policy, check_policy, recommend, run
+from labkit.autoscale import Policy, check_policy, gateway_rate, recommend, run
 from labkit.errors import LabError
 
 pytestmark = pytest.mark.timeout(10)
@@ -101,3 +101,11 @@ def test_no_rate_yet_changes_nothing():
 def test_a_bad_policy_is_refused_naming_what_is_valid(args, message):
     with pytest.raises(LabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_policy(*args)
+
+
+def test_the_rate_is_the_gateways_to_every_version_of_the_service():
+    from labkit.topology import service
+
+    query = gateway_rate(service("echo"))
+    assert 'service=~"(echo|echo-v1|echo-v2|echo-v3)@etcd"' in query
+    assert query.startswith("sum(rate(traefik_service_requests_total{") and "[10s]))" in query
