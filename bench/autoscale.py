@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 
 import psutil
-from common import running_lab
+from common import print_medians, running_lab
 
 from labkit.lab import Lab
 from labkit.waits import wait_for
@@ -65,10 +64,7 @@ def main() -> None:
     print(f"autoscaler: a step of {args.rps:g} rps for {args.seconds:g} s, target "
           f"{args.target:g} rps per instance, 2..{args.max} instances, {args.window:g} s window; "
           f"median [min-max] of {args.runs} runs, {psutil.cpu_count()} cores")
-    for name in runs[0]:
-        values = [r[name] for r in runs]
-        print(f"{name:>22}  {statistics.median(values):6.2f}  "
-              f"[{min(values):.2f}-{max(values):.2f}]")
+    print_medians(runs)
 
 
 if __name__ == "__main__":

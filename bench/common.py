@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,3 +22,12 @@ def running_lab() -> Iterator[Lab]:
             lab.down()
         else:
             lab.heal()
+
+
+def print_medians(runs: list[dict[str, float]]) -> None:
+    """One line per figure of `runs` (one dict per run): median [min-max]."""
+    width = max(map(len, runs[0]))
+    for name in runs[0]:
+        values = [run[name] for run in runs]
+        print(f"  {name:>{width}}  {statistics.median(values):6.2f}  "
+              f"[{min(values):.2f}-{max(values):.2f}]")

@@ -11,11 +11,10 @@ Run: .venv/bin/python bench/limits.py [--rps R] [--runs N] [--memory 128M] [--le
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import psutil
-from common import running_lab
+from common import print_medians, running_lab
 
 from labkit import limits
 from labkit.lab import Lab
@@ -65,10 +64,7 @@ def main() -> None:
     print(f"a leak of {args.leak:g} MiB/s against a {args.memory} limit ({limits.mechanism()}), "
           f"{args.rps:g} rps through the gateway with retries, echo x3; median [min-max] of "
           f"{args.runs} runs, {psutil.cpu_count()} cores")
-    for name in runs[0]:
-        values = [r[name] for r in runs]
-        print(f"{name:>18}  {statistics.median(values):6.2f}  "
-              f"[{min(values):.2f}-{max(values):.2f}]")
+    print_medians(runs)
 
 
 if __name__ == "__main__":
