@@ -41,10 +41,13 @@ def test_down_stops_everything_and_frees_every_port(lab):
     assert stack_processes(state)
     lab.down()
     assert stack_processes(state) == []
+    # the block is free again, and the state folder no longer claims it; another lab (the
+    # suite's others start labs in the first free block) may take it at once: then every
+    # address still busy is that lab's, which claimed the block before binding any
     busy = [what for what, ep in infra().named().items() if not is_free(ep)]
-    assert busy == []
-    # the block is free again, and the state folder no longer claims it
-    assert block_claims.holder(lab.backend.block) is None
+    taken_by = block_claims.holder(lab.backend.block)
+    assert busy == [] or (taken_by is not None and str(state) not in taken_by), (busy, taken_by)
+    assert taken_by is None or str(state) not in taken_by
     assert blocks.recorded(state) is None
     lab.down()  # nothing running: a no-op, not an error
 
