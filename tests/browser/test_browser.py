@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -60,7 +61,18 @@ def page(request, lab, browser, jupyter_server):
     yield tab
     _shot(tab, f"{request.node.name}-last")  # how the page was left, failed or not
     context.close()
+    _shut_down_kernels(jupyter_server)
     assert not bypassed, f"requests that bypassed the Jupyter server: {bypassed}"
+
+
+def _shut_down_kernels(jupyter_server) -> None:
+    """A Run All goes on in its kernel after the test has seen what it needed (notebook 09
+    scales echo after its dashboard): stop it, or it acts on this worker's lab under the next
+    tests (it once held echo's lock while a chaos test healed)."""
+    api = jupyter_server.url(f"{links.jupyter_base_url()}api/kernels")
+    with httpx.Client(headers=jupyter_server.headers, timeout=60, trust_env=False) as client:
+        for kernel in client.get(api).raise_for_status().json():
+            client.delete(f"{api}/{kernel['id']}").raise_for_status()
 
 
 def _shot(page, name: str) -> None:
