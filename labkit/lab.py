@@ -20,7 +20,6 @@ from .errors import LabError
 from .faults import Faults
 from .gateway import Gateway
 from .kv import etcd_client
-from .limits import Limits
 from .load import check as check_load
 from .load import run_load
 from .metrics import Prometheus
@@ -328,7 +327,7 @@ class Lab:
 
     def heal(self) -> None:
         """Undo every fault and deployment (splits, other versions) and restore each
-        service's declared version, replica count and resource limits (none), the lab's
+        service's declared version, replica count and resource limits, the lab's
         budget (none), and the gateway's declared routes and health checks. Policies
         (lab.policies) stay: clear them with lab.policies.clear. Refused while a scale or
         deployment of any service runs."""
@@ -338,8 +337,8 @@ class Lab:
             self._deployments.reset()
             self._deployments.budgets.set(budget.Budget())  # the topology declares none
             for svc in SERVICES.values():
-                if self.backend.limits(svc):
-                    self.backend.set_limits(svc, Limits())  # the topology declares none
+                if self.backend.limits(svc) != svc.limits:
+                    self.backend.set_limits(svc, svc.limits)
             self._faults.heal()
             self.gateway.write_routes()  # the declared routes and health checks
 

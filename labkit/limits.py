@@ -226,11 +226,26 @@ def table(backend: Backend, services: Iterable[Service]) -> pd.DataFrame:
                 "memory_limit_mb": wanted.memory_mb,
                 "memory_mb": rss_mb(backend.instance_pid(svc, slot)),
                 "cpu_limit": wanted.cpu,
-                "cpu_enforced": how != "rlimit" or wanted.cpu is None, "mechanism": how,
+                "cpu_enforced": how != "rlimit" or wanted.cpu is None,
+                "cpu_throttled_s": throttled_s(backend.block, svc.instance_id(slot)),
+                "mechanism": how,
             })
     columns = ["service", "instance", "memory_limit_mb", "memory_mb", "cpu_limit",
-               "cpu_enforced", "mechanism"]
+               "cpu_enforced", "cpu_throttled_s", "mechanism"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def throttled_s(block: int, instance_id: str) -> float:
+    """How long the kernel has held an instance back at its CPU quota, in seconds, since its
+    group was made (cgroup v1 cpu.stat); NaN where cgroups are not in use."""
+    if mechanism() != "cgroup v1":
+        return float("nan")
+    try:
+        stat = (_instance_groups(block, instance_id)["cpu"] / "cpu.stat").read_text()
+    except (KeyError, OSError):
+        return float("nan")
+    fields = dict(line.split() for line in stat.splitlines())
+    return int(fields["throttled_time"]) / 1e9
 
 
 def rss_mb(pid: int) -> float:

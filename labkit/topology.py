@@ -12,6 +12,7 @@ from functools import cache
 
 from . import blocks
 from .errors import LabError
+from .limits import Limits
 
 MAX_REPLICAS = 10
 LEASE_TTL_SECONDS = 3
@@ -71,6 +72,9 @@ class Service:
     releases: tuple[Release, ...] = RELEASES
     metrics_port: int | None = None  # gRPC services expose /metrics on a side port
     admin_offset: int = 10000  # the fault-injection API listens on port + offset, never routed
+    # enforced on every instance from `up` on and restored by heal (labkit.limits), like a
+    # Kubernetes container's resources.limits; lab.limits changes them live
+    limits: Limits = Limits()
 
     def instance_id(self, slot: int) -> str:
         """How instance `slot` is named everywhere: "echo-2"."""

@@ -74,7 +74,8 @@ class Backend(Protocol):
         """Wait until each instance is registered and in the gateway's view."""
 
     def limits(self, service: Service) -> Limits:
-        """The resource limits set on a service's instances (none unless lab.limits set)."""
+        """The resource limits in force on a service's instances: the topology's, or the
+        last lab.limits."""
 
     def set_limits(self, service: Service, wanted: Limits) -> None:
         """Enforce `wanted` on every instance, running or started later (labkit.limits)."""

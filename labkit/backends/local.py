@@ -123,6 +123,7 @@ class LocalBackend:
                 self._launch(service, slots)
             for service, slots in initial.items():
                 self._wait_started(service, slots, launched, progress)
+            self._limit_started_instances()
         except BaseException:
             # nothing half-way: a failed start leaves nothing running
             self.down(lambda _msg: None)
@@ -440,7 +441,7 @@ class LocalBackend:
     def limits(self, service: Service) -> Limits:
         path = self.state / LIMITS_FILE
         saved = json.loads(path.read_text()).get(service.name) if path.exists() else None
-        return Limits(**saved) if saved else Limits()
+        return service.limits if saved is None else Limits(**saved)
 
     def set_limits(self, service: Service, wanted: Limits) -> None:
         """Every instance slot gets `wanted`: the running ones now, any other at its start
@@ -470,6 +471,14 @@ class LocalBackend:
         if limits.mechanism() == "cgroup v1":
             for service in SERVICES.values():
                 self.set_limits(service, self.limits(service))
+
+    def _limit_started_instances(self) -> None:
+        """The address-space fallback sizes a limit from the running process: there the
+        topology's limits apply once the instances run (cgroups: before, _prepare_limits)."""
+        if limits.mechanism() == "rlimit":
+            for service in SERVICES.values():
+                if self.limits(service):
+                    self.set_limits(service, self.limits(service))
 
     def _record_limit_groups(self) -> None:
         """Where this process makes the lab's cgroups (below its own groups): `down`, maybe

@@ -4,6 +4,7 @@ the instance is restarted inside the same limits."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from labkit import limits
 from labkit.errors import LabError
-from labkit.topology import service
+from labkit.topology import SERVICES, service
 from labkit.waits import wait_for
 
 from .helpers import declared_stack
@@ -80,6 +81,7 @@ def test_cgroups_cap_memory_and_cpu_and_a_restart_stays_inside(echo_lab):
     share = (after.user + after.system - before.user - before.system) / (time.monotonic() - began)
     stat = dict(line.split() for line in (cpu_group / "cpu.stat").read_text().splitlines())
     assert int(stat["nr_throttled"]) > throttled, stat
+    assert lab.limits("echo").set_index("instance").loc["echo-1", "cpu_throttled_s"] > 0
     assert share <= 0.2 * 1.3, f"echo-1 used {share:.0%} of a core under a 20% quota"
 
     # a leak meets the memory limit: the kernel kills it, supervisord restarts it inside
@@ -95,6 +97,7 @@ def test_the_rlimit_fallback_caps_memory_and_says_cpu_is_not_enforced(echo_lab, 
     lab = echo_lab
     frame = lab.limits("echo", memory="96M", cpu=0.5)
     assert set(frame["mechanism"]) == {"rlimit"} and not frame["cpu_enforced"].any()
+    assert frame["cpu_throttled_s"].isna().all(), "no cgroup: no throttling to report"
     pid = lab.backend.instance_pid(ECHO, 2)
     soft, _hard = psutil.Process(pid).rlimit(psutil.RLIMIT_AS)
     assert soft != psutil.RLIM_INFINITY
@@ -121,3 +124,19 @@ def test_a_limit_below_what_an_instance_uses_is_refused_and_nothing_changes(echo
         lab.limits("echo", memory=100)
     assert lab.limits("echo")["memory_limit_mb"].isna().all()
     assert start_files(lab) == before
+
+
+def test_heal_restores_the_limits_the_topology_declares(echo_lab, monkeypatch):
+    lab = echo_lab
+    declared = dataclasses.replace(ECHO, limits=limits.Limits(memory_mb=200, cpu=0.5))
+    monkeypatch.setitem(SERVICES, "echo", declared)
+    lab.limits("echo", memory="96M", cpu=None)
+    assert (lab.limits("echo")["memory_limit_mb"] == 96).all()
+    lab.heal()
+    frame = lab.limits("echo")
+    assert (frame["memory_limit_mb"] == 200).all() and (frame["cpu_limit"] == 0.5).all(), frame
+    if limits.mechanism() == "cgroup v1":
+        pid = lab.backend.instance_pid(ECHO, 1)
+        group = Path("/sys/fs/cgroup/memory") / group_of(pid, "memory").lstrip("/")
+        assert int((group / "memory.limit_in_bytes").read_text()) == 200 * MIB
+    monkeypatch.undo()  # the fixture's heal then restores the shipped topology's (none)
