@@ -28,13 +28,16 @@ def put_atomically(client: etcd3gw.Etcd3Client, items: Mapping[str, str]) -> Non
 
 
 def transact(client: etcd3gw.Etcd3Client, before: Mapping[str, str],
-             after: Mapping[str, str]) -> None:
+             after: Mapping[str, str], leases: Mapping[str, int] | None = None) -> None:
     """Turn the keys `before` into `after` in one transaction: changed and new keys are put,
-    keys missing from `after` deleted. Nothing is sent when nothing changes."""
+    keys missing from `after` deleted. Nothing is sent when nothing changes. A key of
+    `leases` is put whatever it held, attached to its lease (etcd deletes it at expiry)."""
+    leases = leases or {}
     requests: list[dict] = [
-        {"request_put": {"key": _b64(k), "value": _b64(v)}}
+        {"request_put": {"key": _b64(k), "value": _b64(v),
+                         **({"lease": leases[k]} if k in leases else {})}}
         for k, v in after.items()
-        if before.get(k) != v
+        if before.get(k) != v or k in leases
     ]
     requests += [{"request_delete_range": {"key": _b64(k)}} for k in before if k not in after]
     if requests:

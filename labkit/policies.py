@@ -9,17 +9,21 @@ labkit.breaker_expression.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
+from collections.abc import Iterable
 
 import etcd3gw
 import httpx
 import pandas as pd
+from etcd3gw.lease import Lease
 
-from . import policy_keys
+from . import durations, policy_keys
 from .breaker_expression import check_expression
 from .errors import LabError
 from .kv import etcd_client
-from .policy_keys import MIDDLEWARES, POLICY_NAMES
+from .policy_keys import GATE_PRIORITY, GATES, MIDDLEWARES, NOBODY, POLICY_NAMES
 from .policy_served import ServedPolicies
 from .readback import ReadBack
 from .topology import infra
@@ -32,6 +36,8 @@ STRATEGIES = ("wrr", "p2c")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: header and cookie names
 
 Duration = float | str  # seconds, or a Go duration string such as "250ms"
+MAX_CLIENTS = 100  # addresses or networks in one gate (each is one ClientIP in a rule)
+MAX_TTL_S = 7 * 24 * 3600
 
 
 # --- validation: everything is checked before a single key is written -----------------------
@@ -54,6 +60,32 @@ def _source_criterion(per: object, allow_host: bool) -> dict[str, str]:
         return {"sourceCriterion/requestHost": "true"}
     valid = "'ip', 'header:<Name>'" + (" or None" if allow_host else "")
     raise LabError(f"per must be {valid}, got {per!r}")
+
+
+def _clients(clients: object) -> list[str]:
+    """Addresses or networks ("127.0.0.66", "127.0.0.64/28", IPv6 too), normalised."""
+    valid = (f"an IP address or network such as '127.0.0.66' or '127.0.0.64/28', or a list "
+             f"of 1 to {MAX_CLIENTS} of them")
+    items = [clients] if isinstance(clients, str) else clients
+    if not isinstance(items, Iterable) or isinstance(items, bytes | dict):
+        raise LabError(f"clients must be {valid}, got {clients!r}")
+    items = list(items)
+    if not 1 <= len(items) <= MAX_CLIENTS:
+        raise LabError(f"clients must be {valid}, got {len(items)} of them")
+    networks = []
+    for item in items:
+        try:
+            if not isinstance(item, str):
+                raise ValueError
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise LabError(f"clients must be {valid}; {item!r} is not one") from None
+    return list(dict.fromkeys(networks))
+
+
+def _ttl_seconds(ttl: object) -> int:
+    """An etcd lease's TTL: whole seconds, rounded up."""
+    return math.ceil(durations.seconds(ttl, "ttl", positive=True, maximum=MAX_TTL_S))
 
 
 class Policies:
@@ -124,6 +156,21 @@ class Policies:
             **_source_criterion(per, allow_host=True),
         })  # fmt: skip
 
+    def deny(self, service: str, clients: str | Iterable[str],
+             ttl: Duration | None = None) -> None:
+        """Answer 403 Forbidden to these clients (addresses or networks, e.g. "127.0.0.66"
+        or ["127.0.0.64/28"]), whichever route or version they ask for; serve everyone else.
+        With `ttl` (seconds or e.g. "30s") the block lifts by itself: its keys live under an
+        etcd lease, gone at expiry even if nobody is left to remove them. Replaces the
+        service's deny list; remove(service, "ip-deny") lifts it."""
+        self._gate(service, "ip-deny", clients, ttl)
+
+    def allow(self, service: str, clients: str | Iterable[str],
+              ttl: Duration | None = None) -> None:
+        """Serve only these clients (addresses or networks); answer 403 to every other.
+        `ttl` and removal as for deny ("ip-allow")."""
+        self._gate(service, "ip-allow", clients, ttl)
+
     def strategy(self, service: str, strategy: str) -> None:
         if strategy not in STRATEGIES:
             raise LabError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -156,11 +203,25 @@ class Policies:
         rows = []
         for policy in POLICY_NAMES:
             keys = {k: v for k, v in state.items() if policy_keys.owner(name, k) == policy}
-            if keys:
-                settings = ", ".join(f"{k.rsplit('/', 1)[-1]}={v}" for k, v in sorted(keys.items()))
-                rows.append({"policy": policy, "settings": settings,
-                             "status": self.served.status(name, policy)})  # fmt: skip
+            if not keys:
+                continue
+            settings = (self._gate_settings(name, policy) if policy in GATES else
+                        ", ".join(f"{k.rsplit('/', 1)[-1]}={v}" for k, v in sorted(keys.items())))
+            rows.append({"policy": policy, "settings": settings,
+                         "status": self.served.status(name, policy)})  # fmt: skip
         return pd.DataFrame(rows, columns=["policy", "settings", "status"])
+
+    def _gate_settings(self, service: str, gate: str) -> str:
+        """"clients=127.0.0.66/32", and how long the block has left if it expires."""
+        rule_key = f"{policy_keys.gate_router(service, gate)}rule"
+        found = self.etcd.get(rule_key, metadata=True)
+        if not found:  # expired since it was read
+            return "expired"
+        rule, meta = found[0]
+        clients = ", ".join(re.findall(r"ClientIP\(`([^`]+)`\)", rule.decode()))
+        lease = int(meta.get("lease", 0))
+        left = f", expires in {Lease(lease, self.etcd).ttl()} s" if lease else ""
+        return f"clients={clients}{left}"
 
     # --- writing ---
 
@@ -173,15 +234,39 @@ class Policies:
         prefix = f"{policy_keys.middleware(name, policy)}{MIDDLEWARES[policy]}"
         self._change(name, policy, {f"{prefix}/{k}": v for k, v in settings.items()})
 
-    def _change(self, service: str, policy: str, keys: dict[str, str]) -> None:
-        """Replace one policy's keys (none = remove it) and re-number the router's list."""
-        before = policy_keys.read(self.etcd, service)
-        self._apply(service, policy, before, policy_keys.replace(service, before, policy, keys))
+    def _gate(self, service: str, gate: str, clients: object, ttl: object) -> None:
+        name = self._service(service)
+        matched = " || ".join(f"ClientIP(`{network}`)" for network in _clients(clients))
+        lease_s = None if ttl is None else _ttl_seconds(ttl)
+        host = f"Host(`{known_service(name).host_rule}`)"
+        router = policy_keys.gate_router(name, gate)
+        keys = {
+            # the middleware first: a router naming a missing one is a (transient) error
+            f"{policy_keys.middleware(name, gate)}ipAllowList/sourceRange/0": NOBODY,
+            f"{router}rule": f"{host} && ({matched})" if gate == "ip-deny"
+            else f"{host} && !({matched})",
+            f"{router}service": name,
+            f"{router}entryPoints/0": "web",
+            f"{router}priority": str(GATE_PRIORITY),
+            f"{router}middlewares/0": f"{name}-{gate}",
+        }
+        lease = None if lease_s is None else self.etcd.lease(lease_s)
+        self._change(name, gate, keys, lease=None if lease is None else lease.id)
 
-    def _apply(self, service: str, what: str, before: dict, after: dict) -> None:
+    def _change(self, service: str, policy: str, keys: dict[str, str],
+                lease: int | None = None) -> None:
+        """Replace one policy's keys (none = remove it) and re-number the router's list;
+        `lease`: the new keys expire with it."""
+        before = policy_keys.read(self.etcd, service)
+        after = policy_keys.replace(service, before, policy, keys)
+        self._apply(service, policy, before, after,
+                    leases=None if lease is None else dict.fromkeys(keys, lease))
+
+    def _apply(self, service: str, what: str, before: dict, after: dict,
+               leases: dict[str, int] | None = None) -> None:
         self.readback.apply(
             before, after, what=f"{what} for {service}",
             served=lambda state: self.served.difference(service, state),
             errors=lambda: self.served.errors(service),
-            restored="the previous policies were restored",
+            restored="the previous policies were restored", leases=leases,
         )  # fmt: skip

@@ -5,6 +5,9 @@
     traefik/http/services/<service>/loadBalancer/strategy      strategy
     traefik/http/services/<service>/loadBalancer/sticky/...    sticky
     traefik/http/routers/<service>/middlewares/<i>             the router's chain
+    traefik/http/routers/<service>-<gate>/...                  ip-deny, ip-allow: a router
+    traefik/http/middlewares/<service>-<gate>/ipAllowList/...  above every other of the
+                                                               service, that rejects (403)
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ MIDDLEWARES = {
     "retry": "retry",
 }
 LOAD_BALANCER_POLICIES = ("timeout", "strategy", "sticky")
-POLICY_NAMES = (*MIDDLEWARES, *LOAD_BALANCER_POLICIES)
+# Client-address gates. Traefik 3.7 has no deny-list middleware, and a router rule that merely
+# leaves a client out answers 404; so a gate is a router of its own matching the clients to
+# reject (ClientIP), above the service's other routers (its version routers too), whose one
+# middleware is an allow-list that allows nobody: Traefik answers 403 Forbidden.
+GATES = ("ip-deny", "ip-allow")
+GATE_PRIORITY = 2000  # above gateway.VERSION_ROUTER_PRIORITY
+NOBODY = "0.0.0.0/32"  # the gate's allow-list: no client has this source address
+POLICY_NAMES = (*GATES, *MIDDLEWARES, *LOAD_BALANCER_POLICIES)
 ROUTER = "router"  # owner of the router's middleware list, rewritten with every change
 
 
@@ -45,9 +55,15 @@ def router_list(service: str) -> str:
     return f"{keyspace.router(service)}/middlewares/"
 
 
+def gate_router(service: str, gate: str) -> str:
+    """The gate's router key prefix (with a trailing '/')."""
+    return f"{keyspace.router(f'{service}-{gate}')}/"
+
+
 def prefixes(service: str) -> dict[str, str]:
     """Key prefix -> the policy that owns the keys under it."""
-    owners = {middleware(service, p): p for p in MIDDLEWARES}
+    owners = {middleware(service, p): p for p in (*GATES, *MIDDLEWARES)}
+    owners.update({gate_router(service, g): g for g in GATES})
     owners.update({
         f"{transport(service)}/": "timeout",
         f"{balancer(service)}/serversTransport": "timeout",

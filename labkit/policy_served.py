@@ -9,7 +9,7 @@ import httpx
 from . import durations, policy_keys
 from .errors import LabError
 from .gateway import api_get
-from .policy_keys import MIDDLEWARES
+from .policy_keys import GATES, MIDDLEWARES
 
 
 class ServedPolicies:
@@ -21,7 +21,8 @@ class ServedPolicies:
     def errors(self, service: str) -> list[str]:
         """Every error Traefik reports on the router, the load balancer or a middleware."""
         bodies = [self._router(service), self._service(service),
-                  *(self._middleware(service, p) for p in MIDDLEWARES)]  # fmt: skip
+                  *(self._middleware(service, p) for p in (*GATES, *MIDDLEWARES)),
+                  *(self._router(f"{service}-{gate}") for gate in GATES)]  # fmt: skip
         return [error for body in bodies for error in (body or {}).get("error", [])]
 
     def difference(self, service: str, state: Mapping[str, str]) -> str | None:
@@ -44,8 +45,26 @@ class ServedPolicies:
                 _same(v, shown.get(k)) for k, v in wanted.items()
             ):
                 return f"middleware {service}-{policy} shows {shown or 'nothing'}"
+        for gate in GATES:
+            problem = self._gate_difference(service, gate, state)
+            if problem is not None:
+                return problem
         balancer = (self._service(service) or {}).get("loadBalancer", {})
         return _balancer_difference(service, state, balancer)
+
+    def _gate_difference(self, service: str, gate: str, state: Mapping[str, str]) -> str | None:
+        """A gate is served when its router shows the rule in `state`, enabled, with its
+        middleware; and gone when `state` has none."""
+        rule = state.get(f"{policy_keys.gate_router(service, gate)}rule")
+        router = self._router(f"{service}-{gate}")
+        if rule is None:
+            return None if router is None else f"router {service}-{gate} is still in force"
+        middleware = self._middleware(service, gate) or {}
+        if (router is None or router.get("status") != "enabled" or router.get("rule") != rule
+                or middleware.get("status") != "enabled"):
+            shown = (router or {}).get("rule", "nothing")
+            return f"router {service}-{gate} shows {shown}, expected {rule}"
+        return None
 
     def status(self, service: str, policy: str) -> str:
         if policy in MIDDLEWARES:

@@ -35,12 +35,14 @@ class ReadBack:
         self.interval = interval
 
     def apply(self, before: Mapping[str, str], after: Mapping[str, str], *, served: Served,
-              errors: Errors, what: str, restored: str) -> None:
-        """Turn the keys `before` into `after` and return once Traefik serves them; else roll
-        back and raise LabError("Traefik did not apply <what>: <why>; <restored>")."""
-        if before == after:
+              errors: Errors, what: str, restored: str,
+              leases: Mapping[str, int] | None = None) -> None:
+        """Turn the keys `before` into `after` (those of `leases` attached to their etcd lease)
+        and return once Traefik serves them; else roll back and raise
+        LabError("Traefik did not apply <what>: <why>; <restored>")."""
+        if before == after and not leases:
             return
-        transact(self.etcd, before, after)
+        transact(self.etcd, before, after, leases)
         problem = self._settle(after, served, errors, stop_on_error=True)
         if problem is None:
             return

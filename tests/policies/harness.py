@@ -21,7 +21,7 @@ import yaml
 from services.support import free_port, wait_until, worker_host
 
 from labkit.gateway import route_keys, server_key
-from labkit.kv import etcd_client, put_atomically
+from labkit.kv import etcd_client, put_atomically, transact
 from labkit.processes import stop_child
 from labkit.topology import Endpoint, service
 
@@ -132,8 +132,9 @@ class Gateway:
 
     def reset(self) -> None:
         """Back to the bare route: delete everything, rewrite the base keys, wait for Traefik."""
-        self.etcd().delete_prefix("traefik/")
-        put_atomically(self.etcd(), base_keys(self.backends))
+        # one transaction: deleting everything first and writing the base keys after it let
+        # Traefik serve an empty configuration (404s) after it had served the base route
+        transact(self.etcd(), self.snapshot(), base_keys(self.backends))
         for backend in self.backends:
             backend.mode = "ok"
             if backend.server is None:
