@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import autoscale, budget, grpc_client, limits, links
+from . import autoscale, budget, grpc_client, ip_guard, limits, links, log_analysis
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
@@ -57,6 +57,7 @@ class Lab:
         self.progress = progress
         self._loads = BackgroundJobs(MAX_BACKGROUND_LOADS, "background loads")
         self._autoscalers: dict[str, autoscale.Autoscaler] = {}
+        self._guards: dict[str, ip_guard.Guard] = {}
         self._open_clients()
 
     def _open_clients(self) -> None:
@@ -75,7 +76,7 @@ class Lab:
     def close(self) -> None:
         """Close every client this Lab opened; the stack keeps running (down() stops it).
         A closed Lab cannot be used again: make a new one with labkit.connect()."""
-        self._stop_autoscalers()
+        self._stop_control_loops()
         self._close_clients()
         self.backend.close()
 
@@ -293,10 +294,43 @@ class Lab:
         self._autoscalers[svc.name] = scaler
         return scaler
 
-    def _stop_autoscalers(self) -> None:
+    def guard(self, name: str, max_rps: float, window: float | str = "5s",
+              ban: float | str = "30s", interval: float | str = "1s") -> ip_guard.Guard:
+        """Start a guard (labkit.ip_guard) that reads the gateway's access log and bans from
+        `name` (403 at the gateway, lab.policies.deny) for `ban` any client that sent more
+        than `max_rps` requests per second on average over `window`. Returns the running
+        Guard: .decisions (a DataFrame of bans and lifts) and .stop(), which lifts its bans.
+        While it runs it owns the service's deny list; heal() stops every guard."""
+        svc = service(name)
+        rule = ip_guard.check_rule(max_rps, window, ban, interval)
+        require_up(self.backend)
+        running = self._guards.get(svc.name)
+        if running is not None and running.running:
+            raise LabError(f"{svc.name} is guarded already: stop() that one first")
+
+        def read_access(since: float) -> pd.DataFrame:
+            logs = self.telemetry.logs(service=GATEWAY_SERVICE, since=since, limit=100_000)
+            return log_analysis.access_log(logs)
+
+        def deny(bans: dict[str, float]) -> None:
+            if bans:
+                self.policies.deny(svc.name, list(bans),
+                                   ttl=ip_guard.lease_seconds(bans, time.time()))
+            else:
+                self.policies.remove(svc.name, "ip-deny")
+
+        guard = ip_guard.Guard(svc.name, rule, read_access, deny, self.progress)
+        self._guards[svc.name] = guard
+        return guard
+
+    def _stop_control_loops(self) -> None:
+        """Stop every autoscaler and guard this Lab started."""
         for scaler in self._autoscalers.values():
             scaler.stop()
+        for guard in self._guards.values():
+            guard.stop()
         self._autoscalers.clear()
+        self._guards.clear()
 
     def budget(self, **change: object) -> pd.DataFrame:
         """The lab's capacity budget (labkit.budget): per resource, what it allows and what
@@ -332,7 +366,7 @@ class Lab:
         (lab.policies) stay: clear them with lab.policies.clear. Refused while a scale or
         deployment of any service runs."""
         require_up(self.backend)
-        self._stop_autoscalers()  # the declared stack has none; they would scale it back
+        self._stop_control_loops()  # the declared stack has none; they would undo the heal
         with every_service(self.backend.state, SERVICES, "heal"):
             self._deployments.reset()
             self._deployments.budgets.set(budget.Budget())  # the topology declares none

@@ -146,7 +146,9 @@ def test_router_chain_is_ordered_and_renumbered(gateway: Gateway, policies: Poli
 
 BAD_CALLS: dict[str, tuple[Callable[[Policies], None], str]] = {
     "unknown service": (lambda p: p.retry("nope"), "known services: echo, routeguide, web"),
-    "unknown policy": (lambda p: p.remove("echo", "bulkhead"), "valid policies: ip-deny, ip-allow, rate-limit"),
+    "unknown policy": (
+        lambda p: p.remove("echo", "bulkhead"), "valid policies: ip-deny, ip-allow, rate-limit"
+    ),
     "negative attempts": (lambda p: p.retry("echo", attempts=-1), "attempts must be"),
     "zero rate": (lambda p: p.rate_limit("echo", average=0), "average must be"),
     "negative burst": (lambda p: p.rate_limit("echo", 5, burst=-3), "burst must be"),

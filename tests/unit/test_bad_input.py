@@ -193,6 +193,16 @@ def test_autoscaling_refuses_a_bad_policy_before_it_starts(lab_and_contacts, kwa
     refused(lab_and_contacts, lambda lab: lab.autoscale(**kwargs), match=message)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "ehco", "max_rps": 10}, "known services"),
+    ({"name": "echo", "max_rps": 0}, "max_rps must be"),
+    ({"name": "echo", "max_rps": 10, "window": "forever"}, "window must be"),
+    ({"name": "echo", "max_rps": 10, "ban": 0}, "ban must be greater than zero"),
+])
+def test_a_guard_refuses_a_bad_rule_before_it_starts(lab_and_contacts, kwargs, message):
+    refused(lab_and_contacts, lambda lab: lab.guard(**kwargs), match=message)
+
+
 def test_limits_need_a_known_service(lab_and_contacts):
     refused(lab_and_contacts, lambda lab: lab.limits("ehco", memory="96M"),
             match="known services: echo, routeguide, web")
