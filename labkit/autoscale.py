@@ -17,9 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pandas as pd
-
 from . import durations
+from .control_loop import ControlLoop, Record
 from .errors import LabError
 from .topology import MAX_REPLICAS, RULES, Service
 
@@ -88,7 +87,7 @@ def stabilized(history: list[tuple[float, int]], now: float, current: int,
 def run(policy: Policy, observe: Callable[[], float | None], current: Callable[[], int],
         scale: Callable[[int], None], stop: threading.Event, record: Callable[[dict], None],
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep) -> None:
+        sleep: Callable[[float], object] = time.sleep) -> None:
     """Every interval until `stop`: observe the rate, decide, scale if the decision differs;
     `record` gets each decision (a DataFrame row), a refused scale included."""
     # the fleet as found counts as a recommendation (as in Kubernetes): a fresh loop does not
@@ -120,41 +119,23 @@ def run(policy: Policy, observe: Callable[[], float | None], current: Callable[[
         sleep(max(0.0, began + policy.interval_s - clock()))
 
 
-class Autoscaler:
-    """A running control loop for one service (lab.autoscale); stop() ends it."""
+class Autoscaler(ControlLoop):
+    """A running control loop for one service (lab.autoscale): .decisions has one row per
+    loop (the rate observed, the replicas, the recommendation, what was done and why);
+    stop() ends it."""
 
     def __init__(self, service: str, policy: Policy, observe: Callable[[], float | None],
                  current: Callable[[], int], scale: Callable[[int], None],
                  progress: Callable[[str], None]):
         self.service, self.policy = service, policy
-        self._rows: list[dict] = []
-        self._stop = threading.Event()
 
-        def record(row: dict) -> None:
-            self._rows.append(row)
-            if row["action"] != "none":
-                progress(f"autoscaler {service}: {row['action']} ({row['reason']})")
+        def body(stop: threading.Event, record: Record) -> None:
+            run(policy, observe, current, scale, stop, record, sleep=stop.wait)
 
-        self._thread = threading.Thread(
-            target=run, name=f"autoscale-{service}", daemon=True,
-            args=(policy, observe, current, scale, self._stop, record),
-            kwargs={"sleep": self._stop.wait})
-        self._thread.start()
+        def announce(row: dict) -> str | None:
+            if row["action"] == "none":
+                return None
+            return f"autoscaler {service}: {row['action']} ({row['reason']})"
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def decisions(self) -> pd.DataFrame:
-        """One row per loop: the rate observed, the replicas, the recommendation, what was
-        done and why."""
-        frame = pd.DataFrame(list(self._rows), columns=DECISION_COLUMNS)
-        frame["time"] = pd.to_datetime(frame["time"], unit="s")
-        return frame
-
-    def stop(self) -> pd.DataFrame:
-        """End the loop (within one interval) and return its decisions."""
-        self._stop.set()
-        self._thread.join(timeout=self.policy.interval_s + 30)
-        return self.decisions
+        super().__init__(f"autoscale-{service}", DECISION_COLUMNS, policy.interval_s, body,
+                         announce, progress)

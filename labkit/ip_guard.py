@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from . import durations
+from .control_loop import ControlLoop, Record
 from .errors import LabError
 
 DECISION_COLUMNS = ["time", "client", "requests", "rps", "action", "until"]
@@ -67,7 +68,7 @@ def offenders(access: pd.DataFrame, host: str, since: dict[str, float], now: flo
 def run(rule: Rule, host: str, read_access: Callable[[float], pd.DataFrame],
         deny: Callable[[dict[str, float]], None], stop: threading.Event,
         record: Callable[[dict], None], clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep) -> None:
+        sleep: Callable[[float], object] = time.sleep) -> None:
     """Every interval until `stop`: read the access log since the window began, ban the new
     offenders, lift the bans that ended; `deny` gets every ban in force (client -> until)
     whenever that changes, and {} at the end; `record` gets each ban and lift."""
@@ -98,44 +99,24 @@ def run(rule: Rule, host: str, read_access: Callable[[float], pd.DataFrame],
             deny({})
 
 
-class Guard:
-    """A running guard for one service (lab.guard); stop() ends it and lifts its bans."""
+class Guard(ControlLoop):
+    """A running guard for one service (lab.guard): .decisions has one row per ban and per
+    lift (when, who, the requests seen in the window); stop() ends it and lifts its bans."""
 
     def __init__(self, service: str, rule: Rule, read_access: Callable[[float], pd.DataFrame],
                  deny: Callable[[dict[str, float]], None], progress: Callable[[str], None]):
         self.service, self.rule = service, rule
-        self._rows: list[dict] = []
-        self._stop = threading.Event()
 
-        def record(row: dict) -> None:
-            self._rows.append(row)
-            progress(f"guard {service}: {row['action']} {row['client']}"
-                     + (f" ({row['rps']:.0f} rps over {rule.window_s:g} s)"
-                        if row["action"] == "ban" else ""))
+        def body(stop: threading.Event, record: Record) -> None:
+            run(rule, f"{service}.localhost", read_access, deny, stop, record, sleep=stop.wait)
 
-        self._thread = threading.Thread(
-            target=run, name=f"guard-{service}", daemon=True,
-            args=(rule, f"{service}.localhost", read_access, deny, self._stop, record),
-            kwargs={"sleep": self._stop.wait})
-        self._thread.start()
+        def announce(row: dict) -> str:
+            rate = (f" ({row['rps']:.0f} rps over {rule.window_s:g} s)"
+                    if row["action"] == "ban" else "")
+            return f"guard {service}: {row['action']} {row['client']}{rate}"
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    @property
-    def decisions(self) -> pd.DataFrame:
-        """One row per ban and per lift: when, who, the requests seen in the window."""
-        frame = pd.DataFrame(list(self._rows), columns=DECISION_COLUMNS)
-        for column in ("time", "until"):
-            frame[column] = pd.to_datetime(frame[column], unit="s")
-        return frame
-
-    def stop(self) -> pd.DataFrame:
-        """End the loop (within one interval), lifting its bans; return its decisions."""
-        self._stop.set()
-        self._thread.join(timeout=self.rule.interval_s + 30)
-        return self.decisions
+        super().__init__(f"guard-{service}", DECISION_COLUMNS, rule.interval_s, body, announce,
+                         progress)
 
 
 def lease_seconds(bans: dict[str, float], now: float) -> float:
