@@ -103,12 +103,13 @@ class Guard(ControlLoop):
     """A running guard for one service (lab.guard): .decisions has one row per ban and per
     lift (when, who, the requests seen in the window); stop() ends it and lifts its bans."""
 
-    def __init__(self, service: str, rule: Rule, read_access: Callable[[float], pd.DataFrame],
+    def __init__(self, service: str, host: str, rule: Rule,
+                 read_access: Callable[[float], pd.DataFrame],
                  deny: Callable[[dict[str, float]], None], progress: Callable[[str], None]):
         self.service, self.rule = service, rule
 
         def body(stop: threading.Event, record: Record) -> None:
-            run(rule, f"{service}.localhost", read_access, deny, stop, record, sleep=stop.wait)
+            run(rule, host, read_access, deny, stop, record, sleep=stop.wait)
 
         def announce(row: dict) -> str:
             rate = (f" ({row['rps']:.0f} rps over {rule.window_s:g} s)"

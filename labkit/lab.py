@@ -319,7 +319,7 @@ class Lab:
             else:
                 self.policies.remove(svc.name, "ip-deny")
 
-        guard = ip_guard.Guard(svc.name, rule, read_access, deny, self.progress)
+        guard = ip_guard.Guard(svc.name, svc.host_rule, rule, read_access, deny, self.progress)
         self._guards[svc.name] = guard
         return guard
 

@@ -477,8 +477,8 @@ class LocalBackend:
         topology's limits apply once the instances run (cgroups: before, _prepare_limits)."""
         if limits.mechanism() == "rlimit":
             for service in SERVICES.values():
-                if self.limits(service):
-                    self.set_limits(service, self.limits(service))
+                if declared := self.limits(service):
+                    self.set_limits(service, declared)
 
     def _record_limit_groups(self) -> None:
         """Where this process makes the lab's cgroups (below its own groups): `down`, maybe
