@@ -215,7 +215,7 @@ def _settled_count(lab, quiet_s: float = 6.0, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     count, since = -1, time.monotonic()
     while time.monotonic() < deadline:
-        now = lab.telemetry.stats()["accepted"].get("spans", 0)
+        now = lab.store.stats()["accepted"].get("spans", 0)
         if now != count:
             count, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet_s:

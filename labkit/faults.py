@@ -14,10 +14,10 @@ import contextlib
 import json
 from collections.abc import Callable
 
-import httpx
 import pandas as pd
 
 from . import durations
+from .admin_api import AdminApi
 from .backends.base import Backend, require_up
 from .errors import LabError
 from .topology import SERVICES, Service, check_instance, service
@@ -76,10 +76,10 @@ def behaviour_body(**faults: object) -> dict:
 
 
 class Faults:
-    def __init__(self, backend: Backend, progress: Progress):
+    def __init__(self, backend: Backend, progress: Progress, admin: AdminApi):
         self.backend = backend
         self.progress = progress
-        self.admin = httpx.Client(timeout=1.0)
+        self.admin = admin
 
     # ---- process faults ----------------------------------------------------
 
@@ -156,9 +156,6 @@ class Faults:
             self.backend.wait_routed(svc, self.backend.active_slots(svc))
         self.progress("healed: no fault in force, every service at its declared replicas")
 
-    def close(self) -> None:
-        self.admin.close()
-
     # ---- helpers -----------------------------------------------------------
 
     def _running(self, name: str, instance: int) -> tuple[Service, int]:
@@ -200,17 +197,7 @@ class Faults:
         return found
 
     def _admin(self, svc: Service, slot: int, method: str, body: dict | None = None) -> dict:
-        url = f"{svc.admin_endpoint(slot).url}/admin/faults"
-        try:
-            response = self.admin.request(method, url, json=body)
-        except httpx.HTTPError as error:
-            raise LabError(
-                f"{svc.name}-{slot}'s admin API at {url} did not answer: {error}"
-            ) from None
-        if response.status_code != 200:
-            detail = response.json().get("error", response.text)
-            raise LabError(f"{svc.name}-{slot} refused the fault: {detail}")
-        return response.json()
+        return self.admin.call(svc, slot, method, "faults", body)
 
 
 def describe(state: dict) -> str:

@@ -11,7 +11,17 @@ from urllib.parse import urlsplit, urlunsplit
 import grpc
 import pandas as pd
 
-from . import autoscale, budget, grpc_client, ip_guard, limits, links, log_analysis
+from . import (
+    autoscale,
+    budget,
+    grpc_client,
+    ip_guard,
+    limits,
+    links,
+    log_analysis,
+    telemetry_settings,
+)
+from .admin_api import AdminApi
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
@@ -27,6 +37,7 @@ from .policies import Policies
 from .registry import Registry
 from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
+from .telemetry_settings import TelemetrySettings
 from .topology import SERVICES, check_replicas, infra, service
 from .versions import free_slots
 
@@ -64,11 +75,12 @@ class Lab:
         """Clients of the lab's components, at the addresses of the backend's block."""
         self._etcd = etcd_client()  # one client for the registry, policies and deployments
         self.registry = Registry(self._etcd)
-        self._faults = Faults(self.backend, self.progress)
+        self._admin = AdminApi()  # the instances' admin APIs (faults, telemetry settings)
+        self._faults = Faults(self.backend, self.progress, self._admin)
         self.gateway = Gateway()
         self.policies = Policies(self._etcd)  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
-        self.telemetry = Telemetry()  # traces and logs, from the telemetry store
+        self.store = Telemetry()  # traces and logs, from the telemetry store
         self._deployments = Deployments(self.backend, self.progress, self._etcd,
                                         prometheus=self.prometheus)
         self.uis = links.uis()
@@ -81,12 +93,12 @@ class Lab:
         self.backend.close()
 
     def _close_clients(self) -> None:
-        self._faults.close()
+        self._admin.close()
         self._deployments.close()
         self.gateway.close()
         self.policies.close()
         self.prometheus.close()
-        self.telemetry.close()
+        self.store.close()
         self._etcd.session.close()
 
     def __enter__(self) -> Lab:
@@ -104,12 +116,20 @@ class Lab:
 
     # ---- lifecycle -------------------------------------------------------
 
-    def up(self) -> Lab:
-        """Start the stack (idempotent: components already running are left alone)."""
+    def up(self, sample: float | None = None, keep_slower_than: float | str | None = None,
+           log_level: str | None = None) -> Lab:
+        """Start the stack (idempotent: components already running are left alone).
+
+        A stack started here runs the default telemetry settings with the given ones changed
+        (see telemetry()); on a running stack, given ones are changed live."""
         if self.backend.is_up():
             self.backend.up(self.progress)
             self.progress("stack already running")
+            if (sample, keep_slower_than, log_level) != (None, None, None):
+                self.telemetry(sample, keep_slower_than, log_level)
             return self
+        settings = TelemetrySettings().changed(sample, keep_slower_than, log_level)
+        telemetry_settings.save(self.backend.state, settings)  # read by all that starts next
         started, block = time.monotonic(), self.backend.block
         self.backend.up(self.progress)
         if self.backend.block != block:  # another lab took that block first: follow the move
@@ -127,14 +147,16 @@ class Lab:
 
     def status(self) -> pd.DataFrame:
         """One row per infrastructure component and per service instance: its state, address,
-        pid, uptime, memory in use (RSS, MiB) and, for instances, their resource limits and
-        how they are enforced (see limits()). Components whose supervisor is gone are
-        ORPHANED (and the fix is printed)."""
+        pid, uptime, memory in use (RSS, MiB), for instances their resource limits and how
+        they are enforced (see limits()), and the share of requests each instance and the
+        gateway trace (read back from them; see telemetry()). Components whose supervisor is
+        gone are ORPHANED (and the fix is printed)."""
         now = time.time()
         rows = []
         set_limits = {svc.name: self.backend.limits(svc) for svc in SERVICES.values()}
         enforced_by = limits.mechanism() if any(set_limits.values()) else ""
         processes = self.backend.processes()
+        sampling = telemetry_settings.in_force(self._admin, self.backend)
         orphans = [p for p in processes if p["statename"] == ORPHANED]
         if orphans:
             self.progress(unsupervised(self.backend, orphans))
@@ -162,10 +184,11 @@ class Lab:
                 "memory_limit_mb": wanted.memory_mb,
                 "cpu_limit": wanted.cpu,
                 "limits_by": enforced_by if wanted else "",
+                "trace_sample": sampling.get(component) if running else None,
             })
         return pd.DataFrame(rows, columns=["component", "kind", "state", "address", "pid",
                                            "uptime_s", "memory_mb", "memory_limit_mb",
-                                           "cpu_limit", "limits_by"])
+                                           "cpu_limit", "limits_by", "trace_sample"])
 
     # ---- instances -------------------------------------------------------
 
@@ -309,7 +332,7 @@ class Lab:
             raise LabError(f"{svc.name} is guarded already: stop() that one first")
 
         def read_access(since: float) -> pd.DataFrame:
-            logs = self.telemetry.logs(service=GATEWAY_SERVICE, since=since, limit=100_000)
+            logs = self.store.logs(service=GATEWAY_SERVICE, since=since, limit=100_000)
             return log_analysis.access_log(logs)
 
         def deny(bans: dict[str, float]) -> None:
@@ -416,6 +439,24 @@ class Lab:
 
     # ---- telemetry ---------------------------------------------------------
 
+    def telemetry(self, sample: float | None = None,
+                  keep_slower_than: float | str | None = None,
+                  log_level: str | None = None) -> dict[str, float | str]:
+        """The lab's telemetry settings, with the given ones changed live, end to end; returns
+        those in force. `sample`: the share of requests traced, 0 to 1 (the decision is made
+        where a request enters, by the load generator or the gateway, and every hop follows
+        it: a trace is complete or absent). `keep_slower_than`: a duration; an untraced
+        request that fails or takes longer is recorded anyway by the services it reached.
+        `log_level`: debug, info, warning or error (successful requests log nothing: their
+        span says it all). Every argument is checked before anything changes."""
+        current = telemetry_settings.load(self.backend.state)
+        wanted = current.changed(sample, keep_slower_than, log_level)
+        if wanted != current:
+            require_up(self.backend)
+            with every_service(self.backend.state, SERVICES, "telemetry change"):
+                telemetry_settings.apply(self.backend, self._admin, wanted, self.progress)
+        return wanted.as_dict()
+
     def metrics(self, promql: str, start: When = None, end: When = None,
                 step: float | str | None = None) -> pd.DataFrame:
         """A PromQL query as a tidy DataFrame (time, value, one column per label).
@@ -442,7 +483,7 @@ class Lab:
                limit: int = 20) -> pd.DataFrame:
         """Traces in the telemetry store, newest first (see labkit.telemetry.Telemetry).
         `service`: one of the lab's, "traefik", or any application that exports to the store."""
-        found = self.telemetry.traces(service=service, since=since, until=until,
+        found = self.store.traces(service=service, since=since, until=until,
                                       min_duration=min_duration, status=status, limit=limit)
         if found.empty:
             self._has_telemetry(service)
@@ -450,7 +491,7 @@ class Lab:
 
     def trace(self, trace_id: str) -> pd.DataFrame:
         """The spans of one trace, one row each; lab.plot.trace(...) draws them."""
-        return self.telemetry.trace(trace_id)
+        return self.store.trace(trace_id)
 
     def logs(self, request_id: str | None = None, service: str | None = None,
              instance: str | None = None, level: str | None = None, since: When = None,
@@ -459,7 +500,7 @@ class Lab:
         """Log records of every instance and of the gateway (service "traefik": its access
         log), oldest first, or of any application that exports to the store.
         level="warning" means warnings and worse."""
-        found = self.telemetry.logs(
+        found = self.store.logs(
             request_id=request_id, trace_id=trace_id, service=service,
             instance=instance, level=level, since=since, until=until, contains=contains,
             limit=limit,
@@ -473,7 +514,7 @@ class Lab:
         anything (a typo), naming those that did."""
         if name is None or name in SERVICES or name == GATEWAY_SERVICE:
             return
-        stored = self.telemetry.services()
+        stored = self.store.services()
         if name not in stored:
             known = ", ".join(sorted({*SERVICES, GATEWAY_SERVICE, *stored}))
             raise LabError(f"the telemetry store holds nothing from a service {name!r}; "

@@ -136,6 +136,7 @@ class Infra:
     etcd_peer: Endpoint
     gateway: Endpoint
     traefik_api: Endpoint
+    traefik_standin_api: Endpoint  # a second Traefik's, while it replaces the first (reload)
     promsd: Endpoint
     prometheus: Endpoint
     telemetry: Endpoint
@@ -146,11 +147,13 @@ class Infra:
             "etcd": self.etcd, "etcd peer": self.etcd_peer, "promsd": self.promsd,
             "prometheus": self.prometheus, "telemetry": self.telemetry,
             "traefik web": self.gateway, "traefik api": self.traefik_api,
+            "traefik stand-in api": self.traefik_standin_api,
         }
 
 
 INFRA_PORTS = {
     "etcd": 2379, "etcd_peer": 2380, "gateway": 8000, "traefik_api": 8081, "promsd": 8082,
+    "traefik_standin_api": 8083,
     # 9095, not 9090: a system Prometheus installed by the OS package may hold 9090
     "prometheus": 9095,
     # the standard OTLP/HTTP port: services and Traefik export traces and logs here

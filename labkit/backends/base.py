@@ -39,6 +39,10 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the backend's clients (the stack keeps running)."""
 
+    def reload_gateway(self, progress: Progress) -> None:
+        """Regenerate the gateway's static configuration (e.g. its trace sampler) and put it
+        in force without failing a request."""
+
     # ---- instances ----------------------------------------------------------
 
     def processes(self) -> list[dict]:

@@ -318,6 +318,44 @@ class LocalBackend:
             self._wait_healthy(component)
             progress(f"{component} healthy ({time.monotonic() - started:.1f} s)")
 
+    def reload_gateway(self, progress: Progress) -> None:
+        """Regenerate Traefik's static configuration and restart it on it, without a gap: a
+        stand-in on the new configuration serves beside it (their entry points reuse the
+        port) from when it has every route until the restarted one has them too."""
+        local_config.write_traefik_static(self.state)
+        command = [paths.executable("traefik"),
+                   f"--configFile={self.state / 'traefik-standin.yml'}"]
+        # the lab's marker (not a program's): `down` reaps it should this call die midway
+        stand_in = subprocess.Popen(
+            local_config.logged_command(command, self.log_path("traefik-standin")),
+            env={**os.environ, local_config.STATE_ENV: str(self.state)}, start_new_session=True)
+        expected = _router_names(infra().traefik_api.url) or set()
+        try:
+            self._wait_routers(infra().traefik_standin_api.url, expected, "the stand-in gateway",
+                               stand_in)
+            self.supervisor.stop(infra_name("traefik"), wait=True)
+            self.supervisor.start(infra_name("traefik"))
+            self._wait_routers(infra().traefik_api.url, expected, "the restarted gateway",
+                               stand_in)
+        finally:
+            processes.stop_child(stand_in, grace=STOP_TIMEOUT)
+        progress("gateway restarted on its new configuration, without a gap")
+
+    def _wait_routers(self, api: str, expected: set[str], what: str,
+                      stand_in: subprocess.Popen) -> None:
+        """Until the Traefik at `api` serves every router in `expected` (Traefik applies a
+        provider's configuration at once: its routers there, their services are too)."""
+        def serving() -> bool:
+            if stand_in.poll() is not None:
+                raise LabError(f"the stand-in gateway exited ({stand_in.returncode}):\n"
+                               + self.log_tail("traefik-standin"))
+            found = _router_names(api)
+            return found is not None and expected <= found
+
+        wait_for(serving, what=f"{what} to serve every route", timeout=START_TIMEOUT,
+                 diagnose=lambda: self.log_tail("traefik-standin") + "\n"
+                 + self.log_tail("traefik"))
+
     def _wait_healthy(self, component: str) -> None:
         url = health_url(component)
 
@@ -596,6 +634,15 @@ def instance_endpoints(service: Service, slots: Iterable[int]) -> list[tuple[str
 
 def _server_url(service: Service, slot: int) -> str:
     return f"{service.server_scheme}://{service.endpoint(slot).address}"
+
+
+def _router_names(api: str) -> set[str] | None:
+    """The routers a Traefik serves, from its API; None while it does not answer."""
+    try:
+        answer = httpx.get(f"{api}/api/http/routers", params={"per_page": 1000}, timeout=1)
+    except httpx.HTTPError:
+        return None
+    return {r["name"] for r in answer.json()} if answer.status_code == 200 else None
 
 
 def _stop_orphan(pid: int) -> None:

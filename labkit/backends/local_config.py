@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import keyspace, links, paths
+from .. import keyspace, links, paths, telemetry_settings
 from ..durations import go
 from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
@@ -98,6 +98,7 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
         "LAB_OTLP_ENDPOINT": infra().telemetry.url,
         "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
+        "LAB_TELEMETRY_FILE": str(telemetry_settings.settings_file(state)),
         **registration_environment(service, slot),
     }
     if service.metrics_port is not None:
@@ -234,8 +235,11 @@ def traefik_static(state: Path) -> dict:
         # Traefik's own spans (entry point, then the call to the chosen server) and its access
         # log, both over OTLP to the telemetry store: the access log's only destination, so
         # lab.logs() sees the gateway next to the services.
+        # sampleRate: for requests that arrive untraced (a browser, curl); a request whose
+        # caller decided (the load generator's traceparent) keeps that decision
         "tracing": {
             "serviceName": "traefik",
+            "sampleRate": telemetry_settings.load(state).sample,
             "otlp": {"http": {"endpoint": f"{infra().telemetry.url}/v1/traces"}},
         },
         "experimental": {"otlpLogs": True},
@@ -322,10 +326,24 @@ def prometheus_config(state: Path) -> dict:
     }
 
 
+def traefik_standin_static(state: Path) -> dict:
+    """Traefik's configuration for a stand-in that serves beside it while it restarts: the
+    same, but its API on an address of its own, to see when it has its routes."""
+    static = traefik_static(state)
+    static["entryPoints"]["traefik"]["address"] = infra().traefik_standin_api.address
+    return static
+
+
+def write_traefik_static(state: Path) -> None:
+    (state / "traefik.yml").write_text(yaml.safe_dump(traefik_static(state), sort_keys=False))
+    (state / "traefik-standin.yml").write_text(
+        yaml.safe_dump(traefik_standin_static(state), sort_keys=False))
+
+
 def write_all(state: Path) -> None:
     """Write every generated file into the state folder."""
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "supervisord.conf").write_text(supervisord_conf(state))
-    (state / "traefik.yml").write_text(yaml.safe_dump(traefik_static(state), sort_keys=False))
+    write_traefik_static(state)
     (state / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(state), sort_keys=False))
     (state / "rules.yml").write_text(yaml.safe_dump(recording_rules(), sort_keys=False))

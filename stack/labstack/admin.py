@@ -1,4 +1,5 @@
-"""The admin API: read and change an instance's injected faults, for loopback callers only.
+"""The admin API: read and change an instance's injected faults and telemetry settings, for
+loopback callers only.
 
 It listens on LAB_HOST:LAB_ADMIN_PORT, apart from the service port, so the
 gateway never routes to it and its requests never show up in RED metrics.
@@ -9,6 +10,8 @@ gateway never routes to it and its requests never show up in RED metrics.
                               "error_rate": 0.1, "unready": false,
                               "leak_mb_per_s": 10, "cpu_burn": 0.5}   (latency null clears it)
     DELETE /admin/faults  -> 200 state, every fault cleared (a running slow start too)
+    GET    /admin/telemetry -> 200 {"sample", "keep_slower_than_ms", "log_level"}
+    PUT    /admin/telemetry -> 200 the same, after a partial update (labstack.sampling)
 
 state = {"latency": {...} | null, "error_rate", "unready", "leak_mb_per_s", "cpu_burn",
          "slow_start_remaining_s", "ready", "leaked_mb", "instance"}. Errors are
@@ -19,6 +22,7 @@ state = {"latency": {...} | null, "error_rate", "unready", "leak_mb_per_s", "cpu
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -29,11 +33,13 @@ from urllib.parse import urlsplit
 from .faults import FaultError, FaultState, parse_update
 from .jsonhttp import JsonHandler
 from .logs import describe_error
+from .sampling import CONTROL, SettingsRefused
 from .settings import Settings
 
 log = logging.getLogger("labstack.admin")
 
-PATH = "/admin/faults"
+FAULTS = "/admin/faults"
+TELEMETRY = "/admin/telemetry"
 MAX_BODY = 4096  # bytes; a valid update is well under 200
 REQUEST_TIMEOUT = 5.0  # seconds a client may take to send its request before its thread is freed
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -78,38 +84,56 @@ def _handler(
         timeout = REQUEST_TIMEOUT
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            if self._accepted():
+            resource = self._resource()
+            if resource == FAULTS:
                 self._send(200, state())
+            elif resource == TELEMETRY:
+                self._send(200, CONTROL.describe())
 
         def do_PUT(self) -> None:  # noqa: N802
-            if not self._accepted():
+            resource = self._resource()
+            if resource is None:
                 return
             try:
-                changes = parse_update(self._body())
-            except FaultError as exc:
+                body = self._body()
+                if resource == FAULTS:
+                    self._changed("faults changed", *faults.update(parse_update(body)))
+                else:
+                    old, new = CONTROL.update(_json(body))
+                    log.info("telemetry settings changed", extra={"old": old, "new": new})
+                    self._send(200, new)
+            except (FaultError, SettingsRefused) as exc:
                 self._send(400, {"error": str(exc)})
-                return
-            self._changed("faults changed", *faults.update(changes))
 
         def do_DELETE(self) -> None:  # noqa: N802
-            if self._accepted():
+            resource = self._resource()
+            if resource == FAULTS:
                 self._changed("faults cleared", *faults.clear())
+            elif resource == TELEMETRY:
+                self._refuse_method()
 
         def do_POST(self) -> None:  # noqa: N802
-            if self._accepted():
-                self._send(405, {"error": f"use GET, PUT or DELETE on {PATH}"})
+            if self._resource() is not None:
+                self._refuse_method()
 
         do_PATCH = do_POST  # noqa: N815
 
-        def _accepted(self) -> bool:
-            """A loopback caller on the one path; anything else is answered here."""
+        def _refuse_method(self) -> None:
+            self._send(405, {"error": f"use GET, PUT or DELETE on {FAULTS}; GET or PUT on "
+                                      f"{TELEMETRY}"})
+
+        def _resource(self) -> str | None:
+            """The path of a loopback caller on one of the API's paths; anything else is
+            answered here (None)."""
             if not is_loopback(self.client_address[0]):
                 self._send(403, {"error": "the admin API answers 127.0.0.0/8 clients only"})
-                return False
-            if urlsplit(self.path).path != PATH:
-                self._send(404, {"error": f"not found; the admin API is {PATH}"})
-                return False
-            return True
+                return None
+            path = urlsplit(self.path).path
+            if path not in (FAULTS, TELEMETRY):
+                self._send(404, {"error": f"not found; the admin API is {FAULTS} and "
+                                          f"{TELEMETRY}"})
+                return None
+            return path
 
         def _body(self) -> bytes:
             try:
@@ -125,3 +149,10 @@ def _handler(
             self._send(200, state())
 
     return Handler
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise SettingsRefused("the body must be JSON") from None

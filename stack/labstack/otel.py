@@ -27,8 +27,9 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ParentBased
 
+from .sampling import CONTROL
 from .settings import Settings
 
 # The request being handled, for log records and downstream calls; "" outside a request.
@@ -92,8 +93,9 @@ def configure_telemetry(settings: Settings) -> None:
             "service.version": settings.version,
         }
     )
-    # ParentBased: a request that arrives with a sampling decision (from Traefik) keeps it.
-    sampler = ParentBased(TraceIdRatioBased(settings.trace_sample))
+    # ParentBased: a request that arrives with a sampling decision (the load generator's or
+    # Traefik's) keeps it; CONTROL's sampler decides for the others, at a rate set live.
+    sampler = ParentBased(CONTROL.sampler)
     tracer_provider = TracerProvider(resource=resource, sampler=sampler)
     logger_provider = LoggerProvider(resource=resource)
     if settings.otlp_endpoint:

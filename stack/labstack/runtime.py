@@ -22,6 +22,7 @@ from .logs import configure_logging, describe_error
 from .metrics import publish_identity
 from .otel import configure_telemetry
 from .registration import Registration
+from .sampling import CONTROL
 from .settings import REGISTRATION_VARIABLES, Settings, SettingsError
 
 GRACE_SECONDS = 5.0  # longest an in-flight request may hold up the exit
@@ -41,6 +42,7 @@ def bootstrap(*, needs: Iterable[str] = (), defaults: Mapping[str, str] | None =
         print(f"labstack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings)
+    CONTROL.configure(settings.trace_sample, settings.trace_keep_slower_ms, settings.log_level)
     configure_telemetry(settings)
     publish_identity(settings)
     return settings

@@ -16,6 +16,10 @@ RELEASE_VARIABLES = ("LAB_VERSION", "LAB_TEXT", "LAB_NEVER_READY")
 # The etcd keys an instance registers under, as labkit's key layout (labkit/keyspace.py) gives
 # them: LAB_SERVER_KEYS (space-separated) and LAB_REGISTRY_KEY, with these fields to fill in.
 REGISTRATION_VARIABLES = ("LAB_SERVER_KEYS", "LAB_REGISTRY_KEY")
+# What the lab's telemetry file (LAB_TELEMETRY_FILE, labkit.telemetry_settings) may set: the
+# same for every instance, and changed live through the admin API (labstack.sampling).
+TELEMETRY_VARIABLES = ("LAB_TRACE_SAMPLE", "LAB_TRACE_KEEP_SLOWER_MS", "LAB_LOG_LEVEL")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 KEY_FIELDS = ("version", "pid")
 
 
@@ -41,6 +45,8 @@ class Settings:
     text: str = "hello"
     otlp_endpoint: str | None = None  # the telemetry store (OTLP/HTTP); None: export nothing
     trace_sample: float = 1.0  # share of new traces kept (traced callers' choices are kept)
+    trace_keep_slower_ms: float = 1000.0  # an unsampled request this slow is recorded anyway
+    log_level: str = "info"
     never_ready: bool = False  # a bad build: alive, but never passes readiness
     server_keys: tuple[str, ...] = ()  # where to publish this instance's URL ({version}, {pid})
     registry_key: str | None = None  # where to write its registry record ({version}, {pid})
@@ -70,7 +76,8 @@ class Settings:
         """
         source = {**(defaults or {}), **(os.environ if env is None else env)}
         reader = _Reader(source)
-        source.update(reader.release(source.get("LAB_RELEASE_FILE", "").strip()))
+        source.update(reader.overrides("LAB_RELEASE_FILE", RELEASE_VARIABLES))
+        source.update(reader.overrides("LAB_TELEMETRY_FILE", TELEMETRY_VARIABLES))
         for name in needs:
             reader.text(name)
         etcd_host, etcd_port = reader.url_host_port("LAB_ETCD")
@@ -91,6 +98,9 @@ class Settings:
             text=source.get("LAB_TEXT", "hello"),
             otlp_endpoint=reader.optional_url("LAB_OTLP_ENDPOINT"),
             trace_sample=reader.ratio("LAB_TRACE_SAMPLE", default=1.0),
+            trace_keep_slower_ms=reader.number("LAB_TRACE_KEEP_SLOWER_MS", default=1000.0,
+                                               high=60_000, what="a number of milliseconds"),
+            log_level=reader.choice("LAB_LOG_LEVEL", LOG_LEVELS, default="info"),
             never_ready=source.get("LAB_NEVER_READY", "") == "1",
             server_keys=tuple(reader.key_template("LAB_SERVER_KEYS").split()),
             registry_key=reader.key_template("LAB_REGISTRY_KEY") or None,
@@ -111,26 +121,38 @@ class _Reader:
         self.source = source
         self.problems: list[str] = []
 
-    def release(self, path: str) -> dict[str, str]:
-        """The overrides in a release file; none when there is no file."""
+    def overrides(self, name: str, allowed: tuple[str, ...]) -> dict[str, str]:
+        """The variables set by the JSON file that variable `name` names (some of `allowed`,
+        as strings); none when unset or when there is no file."""
+        path = self.source.get(name, "").strip()
         if not path:
             return {}
         try:
             with open(path, encoding="utf-8") as file:
-                release = json.load(file)
+                found = json.load(file)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as exc:
-            self.problems.append(f"LAB_RELEASE_FILE {path} is unreadable: {exc}")
+            self.problems.append(f"{name} {path} is unreadable: {exc}")
             return {}
-        valid = isinstance(release, dict) and all(
-            k in RELEASE_VARIABLES and isinstance(v, str) for k, v in release.items()
+        valid = isinstance(found, dict) and all(
+            k in allowed and isinstance(v, str) for k, v in found.items()
         )
         if not valid:
-            self.problems.append(f"LAB_RELEASE_FILE {path} must map some of "
-                                 f"{', '.join(RELEASE_VARIABLES)} to strings, got {release!r}")
+            self.problems.append(f"{name} {path} must map some of "
+                                 f"{', '.join(allowed)} to strings, got {found!r}")
             return {}
-        return release
+        return found
+
+    def choice(self, name: str, choices: tuple[str, ...], *, default: str) -> str:
+        raw = self.source.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw not in choices:
+            self.problems.append(f"{name} must be one of {', '.join(choices)}, "
+                                 f"got {self.source[name]!r}")
+            return default
+        return raw
 
     def text(self, name: str) -> str:
         value = self.source.get(name, "").strip()

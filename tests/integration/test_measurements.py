@@ -50,7 +50,7 @@ def test_the_reported_p95_is_within_ten_percent_of_the_clients(healed, latency_m
     wait_for(lambda: len(served(lab, started, ended)) >= len(frame),
              what="every request's log record in the telemetry store", timeout=45,
              diagnose=lambda: f"{len(served(lab, started, ended))} of {len(frame)} records "
-                              f"arrived; the store's counters: {lab.telemetry.stats()}")
+                              f"arrived; the store's counters: {lab.store.stats()}")
     truth = served(lab, started, ended).quantile(0.95)
 
     recorded = lab.metrics('service:lab_request_duration_seconds:p95_rate10s{service="echo"}',

@@ -383,3 +383,24 @@ BAD_CALLS: st.SearchStrategy[Call] = st.one_of(
 @given(call=BAD_CALLS)
 def test_any_bad_argument_is_a_lab_error_and_changes_nothing(lab_and_contacts, call):
     refused(lab_and_contacts, call)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"sample": -0.1}, "sample (the share of requests traced) must be a number between 0 and 1"),
+    ({"sample": 1.5}, "between 0 and 1, e.g. 0.1 for 10%, got 1.5"),
+    ({"sample": "10%"}, "must be a number between 0 and 1"),
+    ({"sample": math.nan}, "must be a number between 0 and 1"),
+    ({"sample": True}, "must be a number between 0 and 1"),
+    ({"log_level": "loud"}, "log_level must be one of debug, info, warning, error, got 'loud'"),
+    ({"log_level": 20}, "log_level must be one of"),
+    ({"keep_slower_than": "soon"}, "keep_slower_than must be a number of seconds or a string"),
+    ({"keep_slower_than": -1}, "keep_slower_than must be a finite, non-negative duration"),
+    ({"keep_slower_than": "2m"}, "keep_slower_than must be at most 60s"),
+    ({"sample": 0.5, "log_level": "loud"}, "log_level must be one of"),  # nothing half-done
+])
+def test_telemetry_settings_refuse_a_bad_value_before_changing_anything(lab_and_contacts,
+                                                                        change, message):
+    lab, _contacts = lab_and_contacts
+    before = lab.telemetry()
+    refused(lab_and_contacts, lambda lab: lab.telemetry(**change), match=re.escape(message))
+    assert lab.telemetry() == before

@@ -65,6 +65,6 @@ def test_start_load_runs_loads_together_up_to_the_limit(tmp_path, monkeypatch):
 
 def test_a_lab_closes_every_client_it_opened(tmp_path):
     with Lab(LocalBackend(tmp_path), progress=lambda _msg: None) as lab:
-        clients = [lab.gateway.api, lab.policies.api, lab.prometheus.http, lab.telemetry.http,
-                   lab._faults.admin, lab._deployments.api, lab.backend.gateway.api]
+        clients = [lab.gateway.api, lab.policies.api, lab.prometheus.http, lab.store.http,
+                   lab._admin.client, lab._deployments.api, lab.backend.gateway.api]
     assert all(client.is_closed for client in clients)
