@@ -34,7 +34,8 @@ down:
 status:
 	@$(BIN)/labkit status
 
-bench: setup  ## print the benchmark figures (starts and stops its own stack)
+bench: setup  ## print the benchmark figures (starts and stops its own stack), then one table
+	@rm -f build/bench/results.jsonl
 	@$(BIN)/python bench/startup.py
 	@$(BIN)/python bench/gateway_overhead.py
 	@$(BIN)/python bench/failover.py
@@ -46,6 +47,7 @@ bench: setup  ## print the benchmark figures (starts and stops its own stack)
 	@$(BIN)/python bench/chaos.py
 	@$(BIN)/python bench/limits.py
 	@$(BIN)/python bench/autoscale.py
+	@$(BIN)/python bench/summary.py
 
 workshop: setup  ## a JupyterHub for a workshop on this machine (workshop/README.md); not as root
 	@bash workshop/setup.sh

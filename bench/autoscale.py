@@ -17,6 +17,7 @@ import time
 
 import psutil
 from common import print_medians, running_lab
+from results import record_all
 
 from labkit.lab import Lab
 from labkit.waits import wait_for
@@ -65,6 +66,7 @@ def main() -> None:
           f"{args.target:g} rps per instance, 2..{args.max} instances, {args.window:g} s window; "
           f"median [min-max] of {args.runs} runs, {psutil.cpu_count()} cores")
     print_medians(runs)
+    record_all("autoscale", runs)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import psutil
 from common import running_lab
+from results import header, median_range, record
 
 from labkit.chaos import SUPERVISOR, Outcome, dress, strike, undress
 from labkit.topology import LEASE_TTL_SECONDS
@@ -25,10 +25,6 @@ PAUSE_S = LEASE_TTL_SECONDS + 2
 ADOPT_S = 45.0  # load after supervisord's death: covers `up` supervising the lab again
 STRIKES = [*((c, None) for c in ("etcd", "promsd", "prometheus", "telemetry", "traefik")),
            ("etcd", PAUSE_S), (SUPERVISOR, None)]
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):6.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def main() -> None:
@@ -49,8 +45,8 @@ def main() -> None:
         finally:
             undress(lab)
 
-    print(f"chaos under {args.rps:g} rps through the gateway, median [range] of {args.runs} "
-          f"runs, {psutil.cpu_count()} cores; seconds from the fault (pause: from SIGCONT)")
+    print(header(f"chaos under {args.rps:g} rps through the gateway, median [range] of "
+                 f"{args.runs} runs; seconds from the fault (pause: from SIGCONT)"))
     print(f"{'component':>11} {'fault':>9}  {'failed':>13}  {'last failure s':>19}  "
           f"{'healthy s':>19}  {'routed s':>19}")
     for (component, _), runs in results.items():
@@ -58,8 +54,11 @@ def main() -> None:
         last = [r.failed_until_s or 0.0 for r in runs]
         print(f"{component:>11} {runs[0].fault:>9}  "
               f"{statistics.median(failed):4.0f} [{min(failed):.0f}-{max(failed):.0f}]  "
-              f"{spread(last):>19}  {spread([r.healthy_s for r in runs]):>19}  "
-              f"{spread([r.routed_s for r in runs]):>19}")
+              f"{median_range(last):>19}  {median_range([r.healthy_s for r in runs]):>19}  "
+              f"{median_range([r.routed_s for r in runs]):>19}")
+        record("chaos", f"{component} {runs[0].fault}: failed requests", failed, "")
+        record("chaos", f"{component} {runs[0].fault}: routed again", [r.routed_s for r in runs],
+               "s")
 
 
 if __name__ == "__main__":

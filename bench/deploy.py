@@ -17,8 +17,8 @@ import threading
 import time
 
 import httpx
-import psutil
 from common import running_lab
+from results import header, record
 
 from labkit.lab import Lab
 from labkit.topology import infra
@@ -79,12 +79,13 @@ def main() -> None:
                     for run in range(args.runs)]
         lab.heal()
 
-    print(f"weight change v1 100% -> v2 100% at the gateway, {args.runs} runs, "
-          f"{psutil.cpu_count()} cores (from the start of lab.shift)")
+    print(header(f"weight change v1 100% -> v2 100% at the gateway, {args.runs} runs "
+                 "(from the start of lab.shift)"))
     print(f"{'':>16}  {'median':>8}  {'max':>8}")
     for key in shifts[0]:
         values = [s[key] for s in shifts]
         print(f"{key:>16}  {statistics.median(values):>8.1f}  {max(values):>8.1f}")
+        record("deploy", f"weight change: {key}", values, "")
     per_instance = [u["per instance s"] for u in upgrades]
     print(f"rolling upgrade of echo x4 (batch 1, surge 1) under {args.rps:g} rps, "
           f"{args.runs} runs (v1 -> v2 -> v1 ...)")
@@ -92,6 +93,9 @@ def main() -> None:
           f"max {max(per_instance):.2f} s")
     print(f"  failed requests: {sum(u['failed'] for u in upgrades)} of "
           f"{sum(u['requests'] for u in upgrades)} (target 0)")
+    record("deploy", "rolling upgrade: time per instance", per_instance, "s")
+    record("deploy", "rolling upgrade: failed requests", [u["failed"] for u in upgrades], "",
+           "target 0")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import argparse
 import statistics
 import time
 
-import psutil
 from common import running_lab
+from results import header, record
 
 from labkit.lab import Lab
 
@@ -71,8 +71,8 @@ def main() -> None:
         for kind in ("crash", "hang", "unready"):
             results[kind] = [one_run(lab, kind, args.rps) for _ in range(args.runs)]
 
-    print(f"failover under {args.rps:g} rps through the gateway, echo x3, "
-          f"median of {args.runs} runs, {psutil.cpu_count()} cores")
+    print(header(f"failover under {args.rps:g} rps through the gateway, echo x3, "
+                 f"median of {args.runs} runs"))
     print(f"{'fault':>8}  {'last routed s':>13}  {'(max)':>6}  {'errors':>6}  "
           f"{'registry drop s':>15}  target")
     targets = {"crash": 3.0, "hang": 3.0, "unready": 2.0}
@@ -82,6 +82,8 @@ def main() -> None:
               f"{statistics.median(r['errors'] for r in runs):>6.0f}  "
               f"{statistics.median(r['registry drop s'] for r in runs):>15.2f}  "
               f"<= {targets[kind]:g} s")
+        record("failover", f"{kind}: last request routed to it", routed, "s",
+               f"target <= {targets[kind]:g} s")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
+from results import header, median_range, record
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "01-load-balancing.ipynb"
@@ -70,11 +71,6 @@ def one_run(count: int, base: Path) -> tuple[float, list[float], list[float]]:
                            capture_output=True, timeout=120, check=False)
 
 
-def spread(values: list[float], digits: int = 1) -> str:
-    return (f"{statistics.median(values):.{digits}f} "
-            f"({min(values):.{digits}f}-{max(values):.{digits}f})")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
@@ -90,8 +86,8 @@ def main() -> None:
 
     alone = [nb for _, _, nbs in results.get(1, []) for nb in nbs]
     memory = psutil.virtual_memory().total / 2**30
-    print(f"labs on one machine ({psutil.cpu_count()} cores, {memory:.1f} GiB), "
-          f"medians (ranges) over {args.runs} runs")
+    print(header(f"labs on one machine ({memory:.1f} GiB), medians (ranges) over "
+                 f"{args.runs} runs"))
     print(f"{'labs':>4}  {'all healthy s':>16}  {'RSS MiB per lab':>16}  "
           f"{'notebook 01 s per lab':>22}  {'vs 1 lab':>8}")
     for count, rows in results.items():
@@ -99,8 +95,10 @@ def main() -> None:
         rss = [r for _, rs, _ in rows for r in rs]
         notebook = [n for _, _, ns in rows for n in ns]
         ratio = f"{statistics.median(notebook) / statistics.median(alone):.2f}x" if alone else "-"
-        print(f"{count:>4}  {spread(healthy):>16}  {spread(rss, 0):>16}  "
-              f"{spread(notebook):>22}  {ratio:>8}")
+        print(f"{count:>4}  {median_range(healthy, 1):>16}  {median_range(rss, 0):>16}  "
+              f"{median_range(notebook, 1):>22}  {ratio:>8}")
+        record("labs", f"{count} lab(s): all healthy", healthy, "s")
+        record("labs", f"{count} lab(s): notebook 01 per lab", notebook, "s")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import time
 
 import psutil
 from common import print_medians, running_lab
+from results import record_all
 
 from labkit import limits
 from labkit.lab import Lab
@@ -65,6 +66,7 @@ def main() -> None:
           f"{args.rps:g} rps through the gateway with retries, echo x3; median [min-max] of "
           f"{args.runs} runs, {psutil.cpu_count()} cores")
     print_medians(runs)
+    record_all("limits", runs)
 
 
 if __name__ == "__main__":

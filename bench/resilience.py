@@ -10,8 +10,8 @@ import argparse
 import statistics
 import time
 
-import psutil
 from common import running_lab
+from results import header, record
 
 from labkit.lab import Lab
 
@@ -51,16 +51,19 @@ def main() -> None:
                for s in ("wrr", "p2c")}
         lab.policies.clear("echo")
 
-    print(f"resilience figures, echo x3 through the gateway, {args.runs} runs, "
-          f"{psutil.cpu_count()} cores")
+    print(header(f"resilience figures, echo x3 through the gateway, {args.runs} runs"))
     print("crash of 1 of 3 instances under 100 rps for 8 s, client errors:")
     for retries, rates in errors.items():
         label = "retries (4 attempts)" if retries else "no retries"
         print(f"  {label:>22}: median {statistics.median(rates):.2%}, max {max(rates):.2%}")
+        record("resilience", f"crash of 1 of 3, {label}: errors", [100 * r for r in rates], "%")
     print("one instance 2 s slower, 250 rps for 8 s, p99 latency:")
     for strategy, values in p99.items():
         print(f"  {strategy:>22}: median {statistics.median(values):.0f} ms, "
               f"max {max(values):.0f} ms")
+        record("resilience", f"one instance 2 s slower, {strategy}: p99", values, "ms")
+    record("resilience", "p99 ratio p2c / wrr (same run)",
+           [p / w for p, w in zip(p99["p2c"], p99["wrr"], strict=True)], "x")
 
 
 if __name__ == "__main__":

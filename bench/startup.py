@@ -11,6 +11,7 @@ import statistics
 import time
 
 import psutil
+from results import header, record
 
 from labkit.lab import Lab
 
@@ -42,12 +43,14 @@ def main() -> None:
         times.append(elapsed)
         rows.append((run, elapsed, rss, uss, count))
 
-    print(f"cold start of the local stack ({psutil.cpu_count()} cores)")
+    print(header("cold start of the local stack"))
     print(f"{'run':>3}  {'up→healthy s':>12}  {'RSS MB':>7}  {'USS MB':>7}  processes")
     for run, elapsed, rss, uss, count in rows:
         print(f"{run:>3}  {elapsed:>12.2f}  {rss:>7.0f}  {uss:>7.0f}  {count:>9}")
     print(f"median up→healthy: {statistics.median(times):.2f} s (target ≤ 10 s, aim 5 s)")
     print(f"median RSS: {statistics.median(r[2] for r in rows):.0f} MB (target ≤ 800 MB, aim 500)")
+    record("startup", "up -> healthy", times, "s", "target <= 10 s")
+    record("startup", "stack RSS", [r[2] for r in rows], "MB", "target <= 800 MB")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
 from opentelemetry.util.types import Attributes
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -57,7 +58,11 @@ class TelemetryControl:
     def __init__(self) -> None:
         self.sampler = LiveRatioSampler(1.0)
         self.keep_slower_than_ms = math.inf
+        self._keeper: Tracer | None = None  # records spans whatever the sampling decision
         self._lock = threading.Lock()
+
+    def set_keeper(self, tracer: Tracer) -> None:
+        self._keeper = tracer
 
     def configure(self, sample: float, keep_slower_than_ms: float, log_level: str) -> None:
         self.update({"sample": sample, "keep_slower_than_ms": keep_slower_than_ms,
@@ -66,6 +71,20 @@ class TelemetryControl:
     def keep(self, failed: bool, duration_s: float) -> bool:
         """Whether an unsampled request is worth recording anyway."""
         return failed or duration_s * 1000 > self.keep_slower_than_ms
+
+    def keep_unsampled(self, parent: Context, name: str, kind: SpanKind, start_ns: int,
+                       attributes: Attributes, failed: bool) -> None:
+        """Record, after the fact, the span of an unsampled request worth keeping (see
+        `keep`): in its trace (the caller's trace id and parent span), so the hops that
+        kept theirs meet in the store; the hops that did not fail or lag stay unrecorded."""
+        end_ns = time.time_ns()
+        if self._keeper is None or not self.keep(failed, (end_ns - start_ns) / 1e9):
+            return
+        span = self._keeper.start_span(name, context=parent, kind=kind, start_time=start_ns,
+                                       attributes=attributes)
+        if failed:
+            span.set_status(StatusCode.ERROR)
+        span.end(end_time=end_ns)
 
     def describe(self) -> dict[str, Any]:
         level = logging.getLevelName(logging.getLogger().level).lower()
