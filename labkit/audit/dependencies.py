@@ -48,8 +48,9 @@ def audit(sources: tuple[str, ...] = SOURCES, timeout: float = 90) -> ToolRun:
 
 
 def query(source: str, timeout: float) -> SourceResult:
+    # --timeout: per request, so that a network that drops packets costs seconds, not minutes
     args = ["--local", "--skip-editable", "--format", "json", "--progress-spinner", "off",
-            "--vulnerability-service", source]
+            "--vulnerability-service", source, "--timeout", "10"]
     try:
         done = run_module("pip_audit", args, timeout=timeout)
     except AuditToolError as error:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import LabError
+
 SEVERITIES = ("high", "medium", "low")  # worst first
 # What a tool's run established: CHECKED, or NOT_CHECKED when something outside the project
 # (an unreachable vulnerability source) left nothing checked, or FAILED when the tool itself
@@ -24,7 +26,7 @@ class Finding:
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, "
+            raise LabError(f"severity must be one of {', '.join(SEVERITIES)}, "
                              f"got {self.severity!r}")
 
     @property

@@ -17,7 +17,7 @@ import pandas as pd
 from .. import paths
 from ..errors import LabError
 from . import code, configs, dependencies, sbom
-from .baseline import Baseline, load
+from .baseline import Accepted, Baseline, load
 from .findings import CHECKED, FAILED, NOT_CHECKED, SEVERITIES, Finding, ToolRun
 
 TOOLS = (code.TOOL, dependencies.TOOL, sbom.TOOL, configs.TOOL)
@@ -64,7 +64,7 @@ class Report:
         return [run for run in self.runs if run.status == FAILED]
 
     @property
-    def stale(self) -> list:
+    def stale(self) -> list[Accepted]:
         """Baseline entries of tools that checked, which matched nothing: to remove."""
         checked = [run.tool for run in self.runs if run.status == CHECKED]
         return self.baseline.stale(self.findings, checked)
@@ -95,10 +95,10 @@ def run(root: Path = paths.REPO, *, tools: Collection[str] = TOOLS,
     """Audit `root` with `tools` (all by default) in parallel; `baseline` defaults to
     `root`/.audit-baseline.json; `configs_folder`: a folder of configurations to check
     instead of the lab's, generated; `out`: where the SBOM goes (`root`/build/audit)."""
+    tools = [tools] if isinstance(tools, str) else list(tools)
     unknown = [tool for tool in tools if tool not in TOOLS]
-    if isinstance(tools, str) or unknown:
-        raise LabError(f"unknown audit tools {unknown or tools!r}; the tools are: "
-                       f"{', '.join(TOOLS)}")
+    if unknown:
+        raise LabError(f"unknown audit tools {unknown}; the tools are: {', '.join(TOOLS)}")
     accepted = load(baseline or root / BASELINE)
     jobs: dict[str, Callable[[], ToolRun]] = {
         code.TOOL: lambda: code.scan(root),

@@ -128,3 +128,8 @@ def test_make_audit_exits_1_on_a_new_high_finding_and_0_once_it_is_accepted(tmp_
     accepted = write_baseline(tmp_path, accept(LISTEN))
     assert main([*args, "--baseline", str(accepted)]) == 0
     assert "PASSED" in capsys.readouterr().out
+
+
+def test_a_finding_with_an_unknown_severity_is_refused():
+    with pytest.raises(LabError, match="severity must be one of high, medium, low"):
+        Finding("bandit", "B1", "critical", "x.py:1", "m", "x.py: y")
