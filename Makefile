@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test up down status bench lint clean workshop
+.PHONY: setup lab test up down status bench lint clean workshop audit
 
 setup:  ## create the venv, install everything, generate stubs (idempotent)
 	@bash scripts/setup.sh
@@ -56,6 +56,11 @@ workshop: setup  ## a JupyterHub for a workshop on this machine (workshop/README
 lint: setup  ## ruff and mypy (configured in pyproject.toml); tests/test_lint.py runs both too
 	@$(BIN)/ruff check .
 	@$(BIN)/mypy
+
+# bandit, pip-audit, a CycloneDX SBOM (build/audit/) and the generated configs' checks, in
+# parallel; fails on a high finding that .audit-baseline.json does not accept (labkit.audit)
+audit: setup  ## the security pipeline: one table of findings; exit 1 on a new high finding
+	@$(BIN)/python -m labkit.audit
 
 clean: down
 	rm -rf .lab .lab-test build *.egg-info
