@@ -60,7 +60,6 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
             # served at its root, its pages link under the Jupyter server's path for it
             f"--web.external-url={links.prometheus_external_url()}", "--web.route-prefix=/",
             "--storage.tsdb.retention.time=6h",
-            "--web.enable-lifecycle",
             "--log.level=warn",
         ],
         "traefik": [paths.executable("traefik"), f"--configFile={state / 'traefik.yml'}"],
