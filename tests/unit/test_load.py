@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from labkit.errors import LabError
-from labkit.load import COLUMNS, run_load, share_by_instance, summarize
+from labkit.load import COLUMNS, MAX_RPS, run_load, share_by_instance, summarize
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -187,9 +187,9 @@ def test_ctrl_c_stops_the_run_within_the_request_timeout(server):
     [
         ({}, "exactly one of rps="),
         ({"rps": 10, "concurrency": 2}, "exactly one of rps="),
-        ({"rps": 0}, r"rps must be a number > 0 and <= 1000, got 0"),
-        ({"rps": 5000}, r"<= 1000"),
-        ({"rps": float("nan")}, r"<= 1000"),
+        ({"rps": 0}, rf"rps must be a number > 0 and <= {MAX_RPS}, got 0"),
+        ({"rps": MAX_RPS + 1}, rf"<= {MAX_RPS}"),
+        ({"rps": float("nan")}, rf"<= {MAX_RPS}"),
         ({"concurrency": 0}, r"concurrency must be an integer from 1 to 256, got 0"),
         ({"concurrency": 1.5}, r"from 1 to 256"),
         ({"rps": 10, "seconds": 0}, r"seconds must be > 0 and <= 600"),
