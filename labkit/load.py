@@ -17,6 +17,7 @@ second to avoid coordinated omission.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import ipaddress
 import sys
@@ -24,23 +25,22 @@ import threading
 import time
 from collections.abc import Callable
 
-import anyio
 import grpc
 import httpx
 import pandas as pd
 
 from . import jupyter
 from .errors import LabError, LabTimeout
+from .http1 import HttpSender
 
 # what one Python client process sustains on a 2-core machine (bench: ~1000 rps)
-MAX_RPS = 1000
+MAX_RPS = 10000
 MAX_CONCURRENCY = 256
 MAX_SECONDS = 600
 MAX_TIMEOUT = 60
-# Enough sockets for MAX_RPS at 0.5 s latency: under overload the client must not
-# become the bottleneck that hides the server's slowness.
+# Enough sockets for MAX_RPS at 0.1 s latency (or 1,000 rps at 1 s): under overload the
+# client must not become the bottleneck that hides the server's slowness.
 MAX_CONNECTIONS = 1024
-PER_CLIENT = 8
 LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
 
 COLUMNS = [
@@ -59,6 +59,7 @@ def run_load(
     host: str | None = None,
     source_address: str | None = None,
     timeout: float = 5.0,
+    trace_sample: float | None = None,
     progress: bool | None = None,
 ) -> pd.DataFrame:
     """Send load to `url` for `seconds`; return one row per request.
@@ -66,19 +67,28 @@ def run_load(
     Give exactly one of `rps` (open loop) or `concurrency` (closed loop).
     `host` sets the Host header (gateway routing), `source_address` the
     client's IP in 127.0.0.0/8, `timeout` the limit for each whole request.
+    `trace_sample` (0 to 1) gives every request a W3C `traceparent` header with
+    a fresh trace id, marked sampled with that probability: the sampling
+    decision is made at the client, and the services keep a caller's decision.
     `progress=None` shows a live line only in an interactive Jupyter session
     or a terminal, never under papermill or CI.
 
     Columns: scheduled, start, end (s since the run started), latency_ms,
     latency_from_scheduled_ms, status (0 = no response), error ("" or
-    timeout / connect / read / other), instance and version (X-Instance,
-    X-Version headers), client. `df.attrs` keeps
-    the run's settings: url, mode ("open" or "closed"), rps, concurrency,
-    seconds, host, started_at (epoch seconds).
+    timeout / connect / read; for gRPC the status name), instance and version
+    (X-Instance, X-Version headers), client. `df.attrs` keeps the run's
+    settings: url, mode ("open" or "closed"), rps, concurrency, seconds, host,
+    started_at (epoch seconds).
     """
-    _validate(url, rps, concurrency, seconds, source_address, timeout)
-    run = _Run(url, rps, concurrency, seconds, host, source_address, timeout)
-    _run_in_thread(run, _progress_writer(progress))
+    _validate(url, rps, concurrency, seconds, source_address, timeout, trace_sample)
+    run = _Run(url, rps, concurrency, seconds, host, source_address, timeout, trace_sample)
+    # A full garbage collection walks every object in the process, ~50 ms in a notebook's:
+    # frozen, the objects that exist before the run are not walked during it.
+    gc.freeze()
+    try:
+        _run_in_thread(run, _progress_writer(progress))
+    finally:
+        gc.unfreeze()
     df = _frame(run.rows, source_address or "")
     df.attrs = {
         "url": url,
@@ -141,6 +151,7 @@ def _validate(
     seconds: float,
     source_address: str | None,
     timeout: float,
+    trace_sample: float | None,
 ) -> None:
     if (rps is None) == (concurrency is None):
         raise LabError(
@@ -155,8 +166,9 @@ def _validate(
         raise LabError(
             f"url must be an http://, https:// or grpc:// URL with a host, got {url!r}"
         )
-    if parsed.scheme == "grpc" and source_address is not None:
-        raise LabError("source_address applies to HTTP load only, not to grpc:// targets")
+    for name, value in (("source_address", source_address), ("trace_sample", trace_sample)):
+        if parsed.scheme == "grpc" and value is not None:
+            raise LabError(f"{name} applies to HTTP load only, not to grpc:// targets")
     if rps is not None and not (_is_number(rps) and 0 < rps <= MAX_RPS):
         raise LabError(f"rps must be a number > 0 and <= {MAX_RPS}, got {rps!r}")
     if concurrency is not None and not (
@@ -170,6 +182,11 @@ def _validate(
         raise LabError(f"seconds must be > 0 and <= {MAX_SECONDS}, got {seconds!r}")
     if not (_is_number(timeout) and 0 < timeout <= MAX_TIMEOUT):
         raise LabError(f"timeout must be > 0 and <= {MAX_TIMEOUT} seconds, got {timeout!r}")
+    if trace_sample is not None and not (_is_number(trace_sample) and 0 <= trace_sample <= 1):
+        raise LabError(
+            f"trace_sample must be a probability from 0 to 1 (or None: no traceparent), "
+            f"got {trace_sample!r}"
+        )
     if source_address is not None:
         try:
             inside = ipaddress.IPv4Address(source_address) in LOOPBACK
@@ -198,10 +215,11 @@ class _Run:
         host: str | None,
         source_address: str | None,
         timeout: float,
+        trace_sample: float | None,
     ) -> None:
         self.url, self.rps, self.concurrency, self.seconds = url, rps, concurrency, seconds
-        self.headers = {"Host": host} if host else {}
-        self.source_address, self.timeout = source_address, timeout
+        self.host, self.source_address, self.timeout = host, source_address, timeout
+        self.trace_sample = trace_sample
         self.rows: list[tuple] = []
         self.sent = 0
         self.errors = 0
@@ -214,12 +232,14 @@ class _Run:
 
     async def main(self) -> None:
         if self.url.startswith("grpc://"):
-            self.sender: _HttpSender | _GrpcSender = _GrpcSender(self.url, self.headers,
-                                                                 self.timeout)
+            self.sender: HttpSender | _GrpcSender = _GrpcSender(self.url, self.host,
+                                                                self.timeout)
         else:
-            self.sender = _HttpSender(self.url, self.headers, self.source_address, self.timeout)
-        # anyio imports its asyncio backend on first use (~20 ms): not inside the measured run.
-        await anyio.sleep(0)
+            self.sender = HttpSender(
+                self.url, host=self.host, source_address=self.source_address,
+                timeout=self.timeout, trace_sample=self.trace_sample,
+                max_connections=MAX_CONNECTIONS,
+            )
         try:
             self.t0, self.epoch0 = time.perf_counter(), time.time()
             if self.rps is not None:
@@ -263,47 +283,6 @@ class _Run:
         ))
 
 
-class _HttpSender:
-    """GET `url`; the outcome as (status, error kind, X-Instance, X-Version)."""
-
-    def __init__(self, url: str, headers: dict[str, str], source_address: str | None,
-                 timeout: float):
-        self.url, self.timeout = url, timeout
-        self.clients = _Clients(headers, source_address, timeout)
-
-    async def send(self) -> tuple[int, str, str, str]:
-        status, error, headers = 0, "", httpx.Headers()
-        client = self.clients.acquire()
-        try:
-            response = await asyncio.wait_for(self._get(client), self.timeout)
-            status, headers = response.status_code, response.headers
-        except (asyncio.TimeoutError, httpx.TimeoutException, asyncio.CancelledError):
-            error = "timeout"
-        except httpx.ConnectError:
-            error = "connect"
-        except (httpx.NetworkError, httpx.RemoteProtocolError):
-            error = "read"
-        except (httpx.HTTPError, OSError):
-            error = "other"
-        finally:
-            self.clients.release(client)
-        return status, error, headers.get("x-instance", ""), headers.get("x-version", "")
-
-    async def _get(self, client: httpx.AsyncClient) -> httpx.Response:
-        try:
-            return await client.get(self.url)
-        except httpx.RemoteProtocolError as exc:
-            if "without sending a response" not in str(exc):
-                raise
-            # The server closed a kept-alive connection as this request went out on it (a
-            # gateway that shuts down closes its idle ones): like browsers and Go's client,
-            # send the GET again, once, on a new connection (RFC 9112 section 9.3.1).
-            return await client.get(self.url)
-
-    async def aclose(self) -> None:
-        await self.clients.aclose()
-
-
 class _GrpcSender:
     """RouteGuide.GetFeature over one HTTP/2 channel; the gateway (or the target) balances.
 
@@ -311,11 +290,10 @@ class _GrpcSender:
     its error is the gRPC status name in lower case (e.g. "unavailable").
     """
 
-    def __init__(self, url: str, headers: dict[str, str], timeout: float):
+    def __init__(self, url: str, authority: str | None, timeout: float):
         from labstack import routeguide_pb2, routeguide_pb2_grpc  # generated at set-up
 
         parsed = httpx.URL(url)
-        authority = headers.get("Host")
         options = [("grpc.default_authority", authority)] if authority else []
         self.channel = grpc.aio.insecure_channel(f"{parsed.host}:{parsed.port}", options=options)
         self.stub = routeguide_pb2_grpc.RouteGuideStub(self.channel)
@@ -339,51 +317,6 @@ class _GrpcSender:
 
     async def aclose(self) -> None:
         await self.channel.close()
-
-
-class _Clients:
-    """httpx clients of at most PER_CLIENT connections each, added as concurrency grows.
-
-    httpcore's pool scans all of its connections several times per request, so one pool
-    serving hundreds of concurrent requests (an open loop against a slow server) burns the
-    CPU and the client, not the server, becomes the bottleneck. Small pools keep scans short,
-    and a lightly loaded run still uses a single connection.
-    """
-
-    def __init__(self, headers: dict[str, str], source_address: str | None, timeout: float):
-        self.headers, self.source_address, self.timeout = headers, source_address, timeout
-        self.ssl = httpx.create_ssl_context()  # loading CA certificates is slow: once per run
-        # The first client exists before the clock starts, so its setup is not counted.
-        self.clients = [self._new_client()]
-        self.busy = [0]
-
-    def acquire(self) -> httpx.AsyncClient:
-        i = next((i for i, busy in enumerate(self.busy) if busy < PER_CLIENT), None)
-        if i is None and len(self.clients) < MAX_CONNECTIONS // PER_CLIENT:
-            self.clients.append(self._new_client())
-            self.busy.append(0)
-            i = len(self.clients) - 1
-        elif i is None:  # at the socket budget: queue on the least busy pool
-            i = self.busy.index(min(self.busy))
-        self.busy[i] += 1
-        return self.clients[i]
-
-    def release(self, client: httpx.AsyncClient) -> None:
-        self.busy[self.clients.index(client)] -= 1
-
-    def _new_client(self) -> httpx.AsyncClient:
-        transport = httpx.AsyncHTTPTransport(
-            verify=self.ssl,
-            local_address=self.source_address,
-            limits=httpx.Limits(max_connections=PER_CLIENT, max_keepalive_connections=PER_CLIENT),
-        )
-        # trust_env=False: a proxy from the environment must not carry lab traffic.
-        return httpx.AsyncClient(
-            transport=transport, timeout=self.timeout, headers=self.headers, trust_env=False
-        )
-
-    async def aclose(self) -> None:
-        await asyncio.gather(*(client.aclose() for client in self.clients))
 
 
 def _run_in_thread(run: _Run, show: Callable[[str, bool], None] | None) -> None:
