@@ -31,7 +31,7 @@ the earliest received spans and logs (ranges of arrival ids, a little more than 
 excess); every --prune-interval seconds, traces (whole) and logs older than --max-age go.
 Freed pages are reused by new data, and given back to the file system (incremental vacuum,
 then the WAL is truncated) once no data has arrived for an interval. The WAL is
-checkpointed and cut back every quarter of --max-bytes (at least 1 MiB, at most 64 MiB), so
+checkpointed and cut back every quarter of --max-bytes (at least 1 MiB, at most 8 MiB), so
 the files (DB + WAL) stay within --max-bytes + that WAL limit + about two write batches (at
 most 10,000 rows each, a few MiB), as long as no reader holds a snapshot for long (that
 delays checkpoints). A trace cut by a size slice leaves the query API whole; its spans that

@@ -22,6 +22,7 @@ from .retention import Retention, used_bytes
 log = logging.getLogger("labstack.telemetry")
 
 WRITE_BATCH = 10_000  # rows committed together at most (group commit of queued requests)
+CACHE_KIB = 32 * 1024  # the writer's page cache (SQLite's default is 2 MiB)
 
 
 class Busy(Exception):
@@ -49,12 +50,14 @@ class Store:
         self.conn.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode: a commit survives a crash of this process (not a power cut).
         self.conn.execute("PRAGMA synchronous = NORMAL")
-        # The WAL is checkpointed, and cut back to this size, every wal_limit bytes, so
-        # that it adds at most about a quarter to --max-bytes (plus one write batch).
-        wal_limit = min(max(settings.max_bytes // 4, 1 << 20), 64 << 20)
+        # The WAL is checkpointed, and cut back to this size, every wal_limit bytes: often
+        # enough that each checkpoint is a short pause for the writer (at most 8 MiB).
+        wal_limit = min(max(settings.max_bytes // 4, 1 << 20), 8 << 20)
         self.conn.execute(f"PRAGMA journal_size_limit = {wal_limit}")
         page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {wal_limit // page_size}")
+        # The trace summaries' index is looked up at random on every write: keep it cached.
+        self.conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         schema.create(self.conn)
         self.next_id = schema.next_span_id(self.conn)
         self.counts = {
