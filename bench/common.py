@@ -24,10 +24,14 @@ def running_lab() -> Iterator[Lab]:
             lab.heal()
 
 
-def print_medians(runs: list[dict[str, float]]) -> None:
+def median_range(values: list[float], digits: int = 2) -> str:
+    """'median [min-max]' of `values`, with thousands separators."""
+    return (f"{statistics.median(values):>9,.{digits}f} "
+            f"[{min(values):,.{digits}f}-{max(values):,.{digits}f}]")  # fmt: skip
+
+
+def print_medians(runs: list[dict[str, float]], indent: str = "  ", digits: int = 2) -> None:
     """One line per figure of `runs` (one dict per run): median [min-max]."""
     width = max(map(len, runs[0]))
     for name in runs[0]:
-        values = [run[name] for run in runs]
-        print(f"  {name:>{width}}  {statistics.median(values):6.2f}  "
-              f"[{min(values):.2f}-{max(values):.2f}]")
+        print(f"{indent}{name:>{width}}  {median_range([run[name] for run in runs], digits)}")

@@ -1,16 +1,22 @@
-"""The telemetry store's ingest: peak spans/s, and zero loss at the lab's sustained rate.
+"""The telemetry store's ingest at its size cap: peak, sustained rate with zero loss, CPU per span.
 
-1. peak: N processes post OTLP/protobuf requests (512 spans each, fresh ids every
-   time) as fast as the store answers, for --peak-seconds; prints spans/s stored.
-2. sustained: N processes run the real SDK pipeline (TracerProvider,
-   BatchSpanProcessor, OTLPSpanExporter) paced to --rate spans/s in total, for
-   --seconds; prints spans sent vs stored (the loss must be 0) and the store's
-   RSS and CPU.
-3. live: the lab's stack (started if needed), the load generator on web; every
-   answered request must leave its 11 spans in the store (Traefik and 3 services).
-Phases 1-2 start their own store on 127.0.5.30:4318 with a temporary database and
-stop it afterwards; --no-live skips phase 3.
-Run: .venv/bin/python bench/telemetry.py [--producers N] [--rate R] [--seconds S]
+Every run of phases 1-2 starts a store on its own copy of one database prefilled to the
+store's size cap (--max-bytes), so pruning runs throughout, as in a lab that has been up
+for a while; the store is stopped afterwards.
+1. peak: N processes post OTLP/protobuf requests (512 spans each, fresh ids every time) as
+   fast as the store answers, for --peak-seconds; spans/s acknowledged, 503s, the store's
+   CPU per span.
+2. sustained: N processes run the real SDK pipeline (TracerProvider, BatchSpanProcessor,
+   OTLPSpanExporter, with the SDK's default batch settings) paced to each of --rates
+   spans/s in total for --seconds; the rate stored (spans acknowledged over the time from
+   the first span to the last flush), the loss (spans ended but never acknowledged: the
+   SDK drops them when its queue is full or its retries run out; must be 0), the 503s the
+   store answered, and the CPU per span of the store and of the producers.
+3. live: the lab's stack (started if needed), the load generator on web; every answered
+   request must leave its 11 spans in the store (Traefik and 3 services).
+Medians [min-max] over --runs runs. --stack measures another copy of labstack (e.g. the
+previous commit's, for a before/after); --no-live skips phase 3.
+Run: .venv/bin/python bench/telemetry.py [--producers N] [--rates R,R] [--seconds S] [--runs K]
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from common import print_medians
 
 from labkit.processes import stop_child
 
@@ -36,27 +44,27 @@ ROOT = Path(__file__).resolve().parents[1]
 HOST, PORT = "127.0.5.30", 4318
 URL = f"http://{HOST}:{PORT}"
 SPANS_PER_TRACE = 5
+MIB = 1024 * 1024
 
 
 @contextmanager
-def store_process() -> Iterator[psutil.Process]:
-    """A store with a fresh database, stopped (and its files removed) afterwards."""
-    with tempfile.TemporaryDirectory(prefix="telemetry-bench-") as tmp:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "stack")}
-        command = [sys.executable, "-m", "labstack.telemetry", "--host", HOST,
-                   "--port", str(PORT), "--db", f"{tmp}/bench.db"]  # fmt: skip
-        with open(f"{tmp}/store.log", "w") as log:
-            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 30
-            while not _healthy():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log_text = Path(tmp, "store.log").read_text()
-                    raise RuntimeError(f"the store did not start:\n{log_text}")
-                time.sleep(0.1)
-            yield psutil.Process(process.pid)
-        finally:
-            stop_child(process, grace=30)
+def store_process(stack: Path, db: Path, max_bytes: int) -> Iterator[psutil.Process]:
+    """A store on `db`, stopped afterwards (its log goes beside the database)."""
+    env = {**os.environ, "PYTHONPATH": str(stack)}
+    command = [sys.executable, "-m", "labstack.telemetry", "--host", HOST, "--port", str(PORT),
+               "--db", str(db), "--max-bytes", str(max_bytes)]  # fmt: skip
+    log_path = db.with_suffix(".log")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not _healthy():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the store did not start:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield psutil.Process(process.pid)
+    finally:
+        stop_child(process, grace=30)
 
 
 def _healthy() -> bool:
@@ -70,11 +78,17 @@ def stats() -> dict:
     return httpx.get(f"{URL}/api/stats", timeout=30).json()
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
 # --- producers (each runs in its own process) -----------------------------------------------
 
 
-def push_raw(index: int, seconds: float) -> dict:
-    """Post 512-span requests back to back; returns spans the store accepted and when."""
+def push_raw(index: int, seconds: float, until_full: bool = False) -> dict:
+    """Post 512-span requests back to back for `seconds` (or until the store prunes by size,
+    if `until_full`); returns spans the store accepted and when."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -96,7 +110,11 @@ def push_raw(index: int, seconds: float) -> dict:
     headers = {"Content-Type": "application/x-protobuf"}
     with httpx.Client(timeout=30) as client:
         first = time.time()
-        while time.time() - first < seconds:
+        for sent in range(1 << 62):
+            if time.time() - first >= seconds:
+                break
+            if until_full and sent % 20 == 0 and stats()["pruned"].get("spans_by_size"):
+                break
             now = time.time_ns()
             for i, span in enumerate(spans):
                 if i % SPANS_PER_TRACE == 0:
@@ -126,7 +144,9 @@ def paced_sdk(index: int, rate: float, seconds: float) -> dict:
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{URL}/v1/traces")))
     tracer = provider.get_tracer("bench")
     interval = SPANS_PER_TRACE / rate
-    sent, start, late = 0, time.monotonic(), 0.0
+    sent, late = 0, 0.0
+    first, cpu = time.time(), time.process_time()
+    start = time.monotonic()
     for i in range(int(seconds / interval)):
         due = start + i * interval
         delay = due - time.monotonic()
@@ -142,45 +162,8 @@ def paced_sdk(index: int, rate: float, seconds: float) -> dict:
         sent += SPANS_PER_TRACE
     flushed = provider.force_flush(60_000)
     provider.shutdown()
-    return {"sent": sent, "flushed": flushed, "late_s": late}
-
-
-# --- phases ---------------------------------------------------------------------------------
-
-
-def peak(producers: int, seconds: float) -> dict:
-    with store_process(), _pool(producers) as pool:
-        runs = [f.result() for f in [pool.submit(push_raw, i, seconds) for i in range(producers)]]
-        window = max(r["last"] for r in runs) - min(r["first"] for r in runs)
-        accepted = sum(r["accepted"] for r in runs)
-        stored = stats()["spans"]
-    return {"spans/s": accepted / window, "accepted": accepted, "stored": stored,
-            "503s": sum(r["retries"] for r in runs)}  # fmt: skip
-
-
-def sustained(producers: int, rate: float, seconds: float) -> dict:
-    with store_process() as store, _pool(producers) as pool:
-        futures = [pool.submit(paced_sdk, i, rate / producers, seconds) for i in range(producers)]
-        rss, cpu = [], []
-        store.cpu_percent()
-        deadline = time.monotonic() + seconds + 60
-        while not all(f.done() for f in futures) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            rss.append(store.memory_info().rss)
-            cpu.append(store.cpu_percent())
-        runs = [f.result(timeout=60) for f in futures]
-        final = stats()
-    sent = sum(r["sent"] for r in runs)
-    return {
-        "sent": sent,
-        "stored": final["spans"],
-        "loss": sent - final["spans"],
-        "rejected": final["rejected"],
-        "flushed": all(r["flushed"] for r in runs),
-        "late_s": max(r["late_s"] for r in runs),
-        "rss_mib": max(rss, default=0) / 2**20,
-        "cpu_pct": sum(cpu) / max(len(cpu), 1),
-    }
+    return {"sent": sent, "flushed": flushed, "late_s": late, "first": first, "done": time.time(),
+            "cpu_s": time.process_time() - cpu}  # fmt: skip
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -188,26 +171,88 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
+# --- phases ---------------------------------------------------------------------------------
+
+
+def prefill(stack: Path, db: Path, max_bytes: int, producers: int) -> None:
+    """Fill a store until it prunes by size, then stop it: `db` is a store at its cap."""
+    with store_process(stack, db, max_bytes), _pool(producers) as pool:
+        for future in [pool.submit(push_raw, i, 600, True) for i in range(producers)]:
+            future.result()
+
+
+@contextmanager
+def full_store(template: Path, stack: Path, max_bytes: int) -> Iterator[psutil.Process]:
+    """A store on a fresh copy of the prefilled database."""
+    with tempfile.TemporaryDirectory(prefix="telemetry-run-", dir=template.parent) as tmp:
+        db = Path(tmp, "run.db")
+        for suffix in ("", "-wal"):  # a WAL left by the prefill holds data too
+            if Path(f"{template}{suffix}").exists():
+                shutil.copyfile(f"{template}{suffix}", f"{db}{suffix}")
+        with store_process(stack, db, max_bytes) as store:
+            yield store
+
+
+def peak(store: psutil.Process, producers: int, seconds: float) -> dict[str, float]:
+    cpu = cpu_seconds(store)
+    with _pool(producers) as pool:
+        runs = [f.result() for f in [pool.submit(push_raw, i, seconds) for i in range(producers)]]
+    cpu = cpu_seconds(store) - cpu
+    window = max(r["last"] for r in runs) - min(r["first"] for r in runs)
+    accepted = sum(r["accepted"] for r in runs)
+    return {"spans/s": accepted / window, "503s": sum(r["retries"] for r in runs),
+            "store CPU us/span": cpu / accepted * 1e6}  # fmt: skip
+
+
+def sustained(store: psutil.Process, producers: int, rate: float, seconds: float) -> dict:
+    before, cpu = stats(), cpu_seconds(store)
+    rss = []
+    with _pool(producers) as pool:
+        futures = [pool.submit(paced_sdk, i, rate / producers, seconds) for i in range(producers)]
+        deadline = time.monotonic() + seconds + 120
+        while not all(f.done() for f in futures) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            rss.append(store.memory_info().rss)
+        runs = [f.result(timeout=60) for f in futures]
+    cpu = cpu_seconds(store) - cpu
+    after = stats()
+    sent = sum(r["sent"] for r in runs)
+    stored = after["accepted"].get("spans", 0) - before["accepted"].get("spans", 0)
+    window = max(r["done"] for r in runs) - min(r["first"] for r in runs)
+    return {
+        "stored spans/s": stored / window,
+        "lost spans": sent - stored,
+        "503s": after["rejected"].get("busy", 0) - before["rejected"].get("busy", 0),
+        "store CPU us/span": cpu / max(stored, 1) * 1e6,
+        "store CPU %": 100 * cpu / window,
+        "producers CPU us/span": sum(r["cpu_s"] for r in runs) / sent * 1e6,
+        "producers late s": max(r["late_s"] for r in runs),
+        "store RSS MiB": max(rss, default=0) / MIB,
+    }
+
+
 SPANS_PER_WEB_REQUEST = 11  # Traefik 2 + web 3 + (Traefik 2 + echo 1) + (Traefik 2 + routeguide 1)
 
 
-def under_load(rps: float, seconds: float) -> dict:
+def under_load(lab, rps: float, seconds: float) -> dict:
     """The live stack: the load generator on web; is every span of every request stored?
 
     Each answered request to web makes 11 spans in five processes (see notebook 10); the
     store's accepted count must grow by exactly that many per request once all have flushed.
     """
-    from common import running_lab
-
-    with running_lab() as lab:
-        lab.scale("echo", 3)
-        before = _settled_count(lab)
-        df = lab.load("http://web.localhost/", rps=rps, seconds=seconds)
-        stored = _settled_count(lab) - before
+    lab.scale("echo", 3)
+    before = _settled_count(lab)
+    df = lab.load("http://web.localhost/", rps=rps, seconds=seconds)
+    stored = _settled_count(lab) - before
     answered = int((df["status"] == 200).sum())
-    return {"requests": len(df), "answered": answered, "stored": stored,
-            "expected": answered * SPANS_PER_WEB_REQUEST,
-            "spans/s": answered * SPANS_PER_WEB_REQUEST / seconds}
+    return {
+        "requests": len(df),
+        "answered": answered,
+        "stored": stored,
+        "expected": answered * SPANS_PER_WEB_REQUEST,
+        "loss": answered * SPANS_PER_WEB_REQUEST - stored,
+        "spans/s": answered * SPANS_PER_WEB_REQUEST / seconds,
+    }
 
 
 def _settled_count(lab, quiet_s: float = 6.0, timeout: float = 60.0) -> int:
@@ -224,41 +269,87 @@ def _settled_count(lab, quiet_s: float = 6.0, timeout: float = 60.0) -> int:
     raise RuntimeError("the span count never settled")
 
 
+def rates(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < value < 1e6 for value in values):
+        raise argparse.ArgumentTypeError(f"--rates takes spans/s such as 10000,30000; not {text!r}")
+    return values
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--producers", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=1000.0, help="sustained spans/s in total")
+    parser.add_argument(
+        "--rates",
+        type=rates,
+        default=[10_000.0, 20_000.0, 30_000.0],
+        help="sustained spans/s in total, one phase-2 run set per rate",
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="sustained phase length")
     parser.add_argument("--peak-seconds", type=float, default=10.0)
-    parser.add_argument("--web-rps", type=float, default=100.0,
-                        help="load generator rate on web for the live phase")
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (at least 3)")
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=256 * MIB,
+        help="the store's size cap, prefilled (default: the store's, 256 MiB)",
+    )
+    parser.add_argument(
+        "--stack",
+        type=Path,
+        default=ROOT / "stack",
+        help="the directory holding the labstack package to measure",
+    )
+    parser.add_argument(
+        "--web-rps", type=float, default=100.0, help="load generator rate on web for the live phase"
+    )
     parser.add_argument("--no-live", action="store_true", help="skip the live-stack phase")
     args = parser.parse_args()
+    if args.runs < 3:
+        parser.error("--runs must be at least 3: the figures are medians with ranges")
 
-    top = peak(args.producers, args.peak_seconds)
-    steady = sustained(args.producers, args.rate, args.seconds)
-
-    print(f"telemetry store ingest: {args.producers} producer processes, "
-          f"{psutil.cpu_count()} cores")
-    print(f"  peak ({args.peak_seconds:g} s, raw OTLP/protobuf, 512 spans/request): "
-          f"{top['spans/s']:,.0f} spans/s ({top['accepted']:,} accepted, "
-          f"{top['stored']:,} stored, {top['503s']} answered 503)")  # fmt: skip
-    print(f"  sustained ({args.rate:g} spans/s for {args.seconds:g} s, SDK BatchSpanProcessor):")
-    print(f"    {'sent':>8}  {'stored':>8}  {'loss':>5}  {'rejected':>10}  {'RSS MiB':>7}  "
-          f"{'CPU %':>5}  {'producer late s':>15}")
-    print(f"    {steady['sent']:>8,}  {steady['stored']:>8,}  {steady['loss']:>5}  "
-          f"{sum(steady['rejected'].values()):>10}  {steady['rss_mib']:>7.0f}  "
-          f"{steady['cpu_pct']:>5.0f}  {steady['late_s']:>15.3f}")
-    if steady["loss"] or not steady["flushed"]:
-        print("    LOSS: spans were sent but not stored")
+    print(
+        f"telemetry store ingest, {psutil.cpu_count()} cores: store at its size cap "
+        f"(--max-bytes {args.max_bytes / MIB:g} MiB, prefilled), {args.producers} producer "
+        f"processes; median [min-max] of {args.runs} runs; labstack from {args.stack}"
+    )
+    with tempfile.TemporaryDirectory(prefix="telemetry-bench-") as tmp:
+        template = Path(tmp, "full.db")
+        prefill(args.stack, template, args.max_bytes, args.producers)
+        print(f"  peak ({args.peak_seconds:g} s, raw OTLP/protobuf, 512 spans/request):")
+        runs = []
+        for _ in range(args.runs):
+            with full_store(template, args.stack, args.max_bytes) as store:
+                runs.append(peak(store, args.producers, args.peak_seconds))
+        print_medians(runs, indent="    ")
+        for rate in args.rates:
+            print(
+                f"  sustained {rate:,.0f} spans/s for {args.seconds:g} s (SDK "
+                f"BatchSpanProcessor with its defaults, OTLPSpanExporter):"
+            )
+            runs = []
+            for _ in range(args.runs):
+                with full_store(template, args.stack, args.max_bytes) as store:
+                    runs.append(sustained(store, args.producers, rate, args.seconds))
+            print_medians(runs, indent="    ")
+            if any(run["lost spans"] for run in runs):
+                print("    LOSS: spans were ended but not stored")
     if args.no_live:
         return
-    live = under_load(args.web_rps, args.seconds)
-    print(f"  live stack, load generator on web at {args.web_rps:g} rps for {args.seconds:g} s "
-          f"({live['spans/s']:,.0f} spans/s from Traefik and three services):")
-    print(f"    {live['answered']:,} of {live['requests']:,} requests answered; spans expected "
-          f"{live['expected']:,}, stored {live['stored']:,}, "
-          f"loss {live['expected'] - live['stored']:,}")
+    from common import running_lab
+
+    print(
+        f"  live stack, load generator on web at {args.web_rps:g} rps for {args.seconds:g} s "
+        f"(11 spans per request from Traefik and three services):"
+    )
+    with running_lab() as lab:
+        live = [under_load(lab, args.web_rps, args.seconds) for _ in range(args.runs)]
+    print_medians(live, indent="    ")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""Nothing acknowledged is lost: a full write queue answers 503, a restart keeps the data."""
+"""Nothing acknowledged is lost: a full write queue answers 503 (which the SDK retries), a
+restart keeps the data."""
 
 from __future__ import annotations
 
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
+from labstack.telemetry import schema
+from labstack.telemetry.storage import Settings, Store
 from services.support import worker_host
 
 from .conftest import now_ns, span_request, start_store, unique
@@ -41,3 +45,44 @@ def test_acknowledged_data_survives_a_restart(tmp_path):
         assert len(store.client().traces(service=service, limit=100)) == 25
     finally:
         store.stop()
+
+
+def test_the_sdk_exporter_retries_a_503_and_loses_nothing(private_store, sdk):
+    """Backpressure as OTLP expects: 503 + Retry-After, which the real exporter retries
+    (429, 502, 503 and 504 are its retryable codes) instead of dropping the batch."""
+    store = private_store("--max-pending", "600")
+    service = unique("pushed")
+    pipelines = [sdk(store.url, service, instance=f"{service}-{i}") for i in range(4)]
+    for pipeline in pipelines:
+        tracer = pipeline.tracer_provider.get_tracer("test")
+        for _ in range(512):  # one full export batch each
+            tracer.start_span("work").end()
+    with ThreadPoolExecutor(len(pipelines)) as pool:
+        list(pool.map(lambda p: p.flush(), pipelines))  # four batches of 512 at once
+    tel = store.client()
+    stats = tel.stats()
+    assert stats["rejected"].get("busy", 0) > 0, "4 x 512 spans at once should overflow 600"
+    assert stats["spans"] == 4 * 512, "every span was stored after the exporters retried"
+    assert len(tel.traces(service=service, limit=1000)) == 1000
+
+
+def test_a_file_of_another_schema_version_is_emptied_with_a_warning(tmp_path, caplog):
+    db = tmp_path / "old.db"
+    old = sqlite3.connect(db)
+    old.execute("CREATE TABLE spans (trace_id TEXT, span_id TEXT)")  # version 1 had no ids
+    old.execute("INSERT INTO spans VALUES ('t', 's')")
+    old.commit()
+    old.close()
+    store = Store(Settings(db))
+    try:
+        assert store.counts == {"spans": 0, "logs": 0}
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
+        assert "its data is discarded" in caplog.text
+    finally:
+        store.conn.close()
+    store = Store(Settings(db))  # the current version's file is kept as it is
+    try:
+        assert store.conn.execute("SELECT count(*) FROM spans").fetchone()[0] == 0
+        assert caplog.text.count("its data is discarded") == 1
+    finally:
+        store.conn.close()

@@ -25,13 +25,17 @@ Query API (JSON):
     A bad parameter gets 400 with {"error": "... one of ..."}: limit is ASCII digits,
     since/until within +-9e9 s, min_duration_ms within 0..9e12.
 
-Retention: every --prune-interval seconds, and after any write that takes the used pages
-over --max-bytes, traces and logs older than --max-age go, then the oldest data while the
-used pages exceed --max-bytes; freed pages are returned to the file system (incremental
-vacuum) and the WAL is truncated. The WAL is checkpointed and cut back every quarter of
---max-bytes (at least 1 MiB, at most 64 MiB), so the files (DB + WAL) stay within
---max-bytes + that WAL limit + about two write batches (at most 20,000 rows each, a few
-MiB), as long as no reader holds a snapshot for long (that delays checkpoints).
+Retention (retention.py), in small slices so that ingest never waits for a big delete:
+a write that takes the used pages over --max-bytes also deletes, in the same transaction,
+the earliest received spans and logs (ranges of arrival ids, a little more than the
+excess); every --prune-interval seconds, traces (whole) and logs older than --max-age go.
+Freed pages are reused by new data, and given back to the file system (incremental vacuum,
+then the WAL is truncated) once no data has arrived for an interval. The WAL is
+checkpointed and cut back every quarter of --max-bytes (at least 1 MiB, at most 8 MiB), so
+the files (DB + WAL) stay within --max-bytes + that WAL limit + about two write batches (at
+most 10,000 rows each, a few MiB), as long as no reader holds a snapshot for long (that
+delays checkpoints). A trace cut by a size slice leaves the query API whole; its spans that
+arrived after the cut stay on disk, unreachable, until a later slice.
 
 Run: python -m labstack.telemetry --db PATH [--host 127.0.0.1] [--port 4318]
      [--max-age 3600] [--max-bytes 268435456] [--prune-interval 5] [--max-body 16777216]

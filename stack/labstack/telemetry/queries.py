@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from .decode import LEVELS
-from .storage import SEP
+from .schema import SEP, TRACE_SPANS
 
 NS = 1_000_000_000
 
@@ -66,9 +66,8 @@ SPAN_COLUMNS = (
 def trace(conn: sqlite3.Connection, trace_id: str) -> list[dict[str, Any]]:
     """The trace's spans ordered by start (empty if the trace is unknown)."""
     rows = conn.execute(
-        f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE trace_id = ?"
-        " ORDER BY start_ns, span_id",
-        (trace_id,),
+        TRACE_SPANS.format(columns=", ".join(SPAN_COLUMNS)) + " ORDER BY start_ns, span_id",
+        {"trace_id": trace_id},
     )
     spans = []
     for row in rows:

@@ -24,7 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import decode, queries
-from .storage import Busy, Settings, Store, connect
+from .schema import connect
+from .storage import Busy, Settings, Store
 
 MAX_BODY = 16 * 1024 * 1024  # bytes, both as received and once decompressed
 MAX_RECORDS = 50_000  # spans or log records in one request
