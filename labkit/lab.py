@@ -407,9 +407,16 @@ class Lab:
         A URL on `<service>.localhost` goes through the gateway, as a browser
         or curl would send it, whatever the machine's resolver does with it.
         grpc://routeguide.localhost sends RouteGuide.GetFeature calls instead.
+        HTTP requests carry a trace context sampled at the lab's rate (telemetry()), unless
+        `trace_sample` says otherwise (None: no trace context, the gateway decides).
         """
         target, host = gateway_target(url)
         options.setdefault("host", host)
+        if not target.startswith("grpc://"):
+            # the lab's sampling, decided here for each request: every hop follows the
+            # decision (labkit.telemetry_settings); gRPC calls are decided by the gateway
+            options.setdefault("trace_sample",
+                               telemetry_settings.load(self.backend.state).sample)
         check_load(target, **options)  # an unknown option too is a LabError, not a TypeError
         return run_load(target, **options)
 
