@@ -241,8 +241,11 @@ def under_load(lab, rps: float, seconds: float) -> dict:
     store's accepted count must grow by exactly that many per request once all have flushed.
     """
     lab.scale("echo", 3)
+    default = lab.telemetry()["sample"]
+    lab.telemetry(sample=1)  # every request's spans, to count them (the lab's default: 10%)
     before = _settled_count(lab)
     df = lab.load("http://web.localhost/", rps=rps, seconds=seconds)
+    lab.telemetry(sample=default)
     stored = _settled_count(lab) - before
     answered = int((df["status"] == 200).sum())
     return {

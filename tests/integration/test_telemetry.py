@@ -51,7 +51,16 @@ def test_a_request_id_is_made_when_missing_and_kept_when_given(lab, gateway):
         assert logs["trace_id"].nunique() == 1, logs[["service", "trace_id"]]
 
 
-def test_the_trace_has_every_hop_with_parents_in_the_trace(lab, gateway):
+@pytest.fixture
+def every_request_traced(lab):
+    """The lab traces 10% by default: this test follows one request."""
+    default = lab.telemetry()["sample"]
+    lab.telemetry(sample=1)
+    yield
+    lab.telemetry(sample=default)
+
+
+def test_the_trace_has_every_hop_with_parents_in_the_trace(lab, gateway, every_request_traced):
     gateway.get("/", headers={"x-request-id": "it-telemetry-2"})
     trace_id = request_logs(lab, "it-telemetry-2")["trace_id"].iat[0]
     def complete():
