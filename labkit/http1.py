@@ -1,7 +1,7 @@
 """The load generator's HTTP client: one GET, over kept-alive HTTP/1.1 connections.
 
-A load generator must cost far less than the server it measures. httpx spends about
-1 ms of CPU per request in its models, its pool's scans and anyio; this client knows
+A load generator must cost far less than the server it measures. httpx spends 0.6 to
+1.5 ms of CPU per request in its models, its pool's scans and anyio; this client knows
 a single request, writes its prepared bytes on an asyncio transport, parses the answer
 with httptools (uvicorn's parser), and times each request with one loop timer.
 """
@@ -17,8 +17,6 @@ import httpx
 
 # (status, error kind, X-Instance, X-Version); status 0 when no response came
 Outcome = tuple[int, str, str, str]
-
-
 TIMEOUT: Outcome = (0, "timeout", "", "")
 CONNECT_ERROR: Outcome = (0, "connect", "", "")
 READ_ERROR: Outcome = (0, "read", "", "")  # closed, reset, or not HTTP, before a whole response
@@ -134,7 +132,10 @@ class HttpSender:
                 waiter.set_result(None)
                 return
 
-    def forget(self, connection: _Connection) -> None:
+    def opened(self, connection: _Connection) -> None:
+        self.connections.add(connection)
+
+    def closed(self, connection: _Connection) -> None:
         self.connections.discard(connection)
         self.idle.pop(connection, None)
         self._wake()
@@ -182,7 +183,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.sender.connections.add(self)
+        self.sender.opened(self)
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
@@ -198,7 +199,7 @@ class _Connection(asyncio.Protocol):
         if self.status and not self.framed:  # a body that ends with the connection
             self._answer((self.status, "", self.instance, self.version))
         self._answer(READ_ERROR)
-        self.sender.forget(self)
+        self.sender.closed(self)
 
     # httptools callbacks
 
