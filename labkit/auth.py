@@ -76,11 +76,12 @@ def entry_point_middlewares() -> list[str]:
     return [f"{IDENTITY_MIDDLEWARE}@etcd"]
 
 
-def forward_auth(scope: str) -> dict[str, str]:
+def forward_auth(scope: str, gateway_url: str) -> dict[str, str]:
     """A forwardAuth middleware's settings that let through requests whose token grants
-    `scope`, with the verified identity in IDENTITY_HEADERS."""
+    `scope`, with the verified identity in IDENTITY_HEADERS; the calls go to the verify route
+    of the gateway at `gateway_url`."""
     settings = {
-        "address": f"{infra().gateway.url}{VERIFY_PATH}?scope={check_scope(scope)}",
+        "address": f"{gateway_url}{VERIFY_PATH}?scope={check_scope(scope)}",
         "trustForwardHeader": "false",  # the client's X-Forwarded-* are not the auth's input
         "authRequestHeaders/0": CREDENTIALS_HEADER,
         "maxResponseBodySize": str(MAX_AUTH_RESPONSE_BYTES),

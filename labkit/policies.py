@@ -92,10 +92,12 @@ class Policies:
     """Set, inspect and remove a service's resilience policies at the gateway."""
 
     def __init__(
-        self, etcd: etcd3gw.Etcd3Client | None = None, traefik_api_url: str | None = None
+        self, etcd: etcd3gw.Etcd3Client | None = None, traefik_api_url: str | None = None,
+        gateway_url: str | None = None,
     ):
         self.etcd = etcd if etcd is not None else etcd_client()
         self.api = httpx.Client(base_url=traefik_api_url or infra().traefik_api.url, timeout=2.0)
+        self.gateway_url = gateway_url or infra().gateway.url  # where forwardAuth calls go
         self.served = ServedPolicies(self.api)
         self.readback = ReadBack(self.etcd)
 
@@ -186,7 +188,8 @@ class Policies:
             self._change(name, AUTH, {})
             return
         prefix = f"{policy_keys.middleware(name, AUTH)}{MIDDLEWARES[AUTH]}"
-        keys = {f"{prefix}/{k}": v for k, v in auth.forward_auth(scope).items()}
+        keys = {f"{prefix}/{k}": v
+                for k, v in auth.forward_auth(scope, self.gateway_url).items()}
         keys.update(policy_keys.version_routers_auth(name))  # after the middleware they name
         self._change(name, AUTH, keys)
 
