@@ -18,8 +18,11 @@ import httpx
 import jwt
 import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from prometheus_client.parser import text_string_to_metric_families
 
+from ..auth import SERVICE, VERIFY_PATH
 from ..lab import gateway_target
+from ..registry import Registry
 from ..tokens import claims
 from ..waits import wait_for
 
@@ -95,3 +98,22 @@ def probe(url: str, kinds: dict[str, dict], n: int = 10, timeout: float = 5.0) -
                              "subject": subject, "instance": response.headers.get(
                                  "x-instance", "") if response is not None else ""})
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+
+
+def verify_totals(registry: Registry) -> tuple[float, float]:
+    """(verify calls answered, seconds spent answering them) so far, summed over the auth
+    instances from their own RED metrics (each instance's /metrics, read now: no scrape
+    interval to wait for). Two readings give the mean time per verify between them."""
+    calls = spent = 0.0
+    with httpx.Client(timeout=2) as client:
+        for record in registry.records(SERVICE):
+            text = client.get(record["metrics_url"]).text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.labels.get("path") != VERIFY_PATH:
+                        continue
+                    if sample.name == "http_request_duration_seconds_count":
+                        calls += sample.value
+                    elif sample.name == "http_request_duration_seconds_sum":
+                        spent += sample.value
+    return calls, spent
