@@ -9,6 +9,7 @@
                                        them onto the request it forwards), 401 no or no valid
                                        token, 403 valid without that scope (RFC 6750 headers)
     GET  /.well-known/jwks.json     the public key, to verify tokens anywhere
+    GET  /                          what it serves (in the spirit of RFC 8414's metadata)
 
 The token endpoint follows OAuth 2.0's client-credentials grant (RFC 6749 4.4): one client,
 "lab", whose secret the service makes at its first start beside its key (labstack.tokens),
@@ -38,6 +39,7 @@ from .runtime import Lifecycle, bootstrap
 from .settings import Settings
 from .tokens import (
     CLIENT_ID,
+    ISSUER,
     RequestRefused,
     Signer,
     TokenRefused,
@@ -126,7 +128,15 @@ def build(settings: Settings, lifecycle: Lifecycle, signer: Signer, secret: str)
     async def jwks(_: Request) -> Response:
         return JSONResponse({"keys": [signer.jwk]})
 
+    about = {"issuer": ISSUER, "token_endpoint": "/token", "jwks_uri": "/.well-known/jwks.json",
+             "grant_types_supported": ["client_credentials"], "verify_endpoint": "/verify",
+             "scopes_supported": list(signer.scopes)}
+
+    async def home(_: Request) -> Response:
+        return JSONResponse(about)
+
     return create_app(lifecycle, [
+        Route("/", home),
         Route("/token", token, methods=["POST"]),
         Route("/verify", verify),
         Route("/.well-known/jwks.json", jwks),

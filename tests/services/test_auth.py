@@ -61,7 +61,9 @@ def test_issues_a_token_to_the_lab_client_only(service: Service, tmp_path: Path)
     body = answer.json()
     assert (body["token_type"], body["expires_in"], body["scope"]) == ("Bearer", 60, "echo:read")
     assert answer.headers["cache-control"] == "no-store"
-    keys = httpx.get(f"{service.url}/.well-known/jwks.json", timeout=2).json()["keys"]
+    about = httpx.get(f"{service.url}/", timeout=2).json()
+    assert about["scopes_supported"] == list(auth.scopes())
+    keys = httpx.get(f"{service.url}{about['jwks_uri']}", timeout=2).json()["keys"]
     public = jwt.PyJWK(keys[0]).key
     claims = jwt.decode(body["access_token"], public, algorithms=["EdDSA"], audience="lab")
     assert claims["sub"] == "ada" and claims["exp"] - claims["iat"] == 60

@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from labstack import tokens as core
 from labstack.tokens import MAX_TTL_S, RequestRefused, Signer, TokenRefused
+from test_bad_input import lab_and_contacts, refused  # noqa: F401 - the fixture, and its check
 
 from labkit import auth
 from labkit.errors import LabError
@@ -212,3 +213,17 @@ def test_the_forward_auth_settings_ask_for_one_scope_and_pass_the_identity_on():
     assert settings["trustForwardHeader"] == "false"
     with pytest.raises(LabError, match="unknown scope 'echo:admin'; valid scopes: echo:read"):
         auth.forward_auth("echo:admin", "http://127.0.0.1:8000")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda lab: lab.token(["echo:admin"]), "unknown scope 'echo:admin'; valid scopes"),
+    (lambda lab: lab.token("echo:read", ttl=0), "ttl must be greater than zero"),
+    (lambda lab: lab.token("echo:read", subject="a/b"), "subject must be"),
+    (lambda lab: lab.policies.require("echo", "echo:admin"), "valid scopes: echo:read"),
+    (lambda lab: lab.policies.require("echo", 1), "unknown scope 1"),
+    (lambda lab: lab.policies.require("nope", "echo:read"), "unknown service 'nope'"),
+    (lambda lab: lab.policies.require("auth", None), "auth cannot require a token"),
+], ids=["scope", "ttl", "subject", "require scope", "require type", "service", "auth"])
+def test_bad_input_is_refused_before_anything_is_sent(lab_and_contacts, call,  # noqa: F811
+                                                      message):
+    refused(lab_and_contacts, call, match=re.escape(message))
