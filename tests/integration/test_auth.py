@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 
+import grpc
 import httpx
 import pytest
+from labstack import routeguide_pb2 as pb
+from labstack import routeguide_pb2_grpc as pb_grpc
 
 from labkit.demos.auth import bearer, callers, probe
 from labkit.gateway import VERSION_HEADER
@@ -24,7 +27,7 @@ ECHO, WEB = "http://echo.localhost/", "http://web.localhost/"
 def clean(lab):
     declared_stack(lab)
     yield lab
-    for name in ("echo", "web", "auth"):
+    for name in ("echo", "web", "routeguide", "auth"):
         lab.policies.clear(name)
     declared_stack(lab)
 
@@ -95,3 +98,24 @@ def test_the_auth_services_own_red_metrics_show_its_answers(clean):
         r'http_requests_total\{code="(\d+)",method="GET",path="/verify"\} (\S+)', text)}
     assert counts.get("401", 0) >= 5 and counts.get("403", 0) >= 5 and counts.get("200", 0) >= 5
     assert 'http_request_duration_seconds_count{method="GET",path="/verify"}' in text
+
+
+def test_a_grpc_route_answers_unauthenticated_then_permission_denied_then_ok(clean):
+    lab = clean
+    lab.policies.require("routeguide", "routeguide:read")
+    point = pb.Point(latitude=409146138, longitude=-746188906)
+    with lab.grpc_channel("routeguide", "gateway") as channel:
+        stub = pb_grpc.RouteGuideStub(channel)
+
+        def code(*scopes: str) -> grpc.StatusCode:
+            token = lab.token(list(scopes)) if scopes else ""
+            metadata = [("authorization", f"Bearer {token}")] if scopes else []
+            try:
+                stub.GetFeature(point, metadata=metadata, timeout=3)
+            except grpc.RpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        assert code() == grpc.StatusCode.UNAUTHENTICATED  # Traefik's 401, in gRPC's words
+        assert code("echo:read") == grpc.StatusCode.PERMISSION_DENIED  # its 403
+        assert code("routeguide:read") == grpc.StatusCode.OK
