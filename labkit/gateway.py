@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from . import keyspace
+from . import auth, keyspace
 from .errors import LabError
 from .kv import etcd_client, put_atomically, transact
 from .topology import SERVICES, Service, infra
@@ -94,10 +94,12 @@ class Gateway:
         self.close()
 
     def write_routes(self) -> None:
-        keys: dict[str, str] = {}
+        # One transaction per service: each is whole on its own, and all of them together
+        # pass etcd's limit of 128 operations in one transaction (--max-txn-ops).
+        etcd = etcd_client()
         for service in SERVICES.values():
-            keys.update(route_keys(service))
-        put_atomically(etcd_client(), keys)
+            put_atomically(etcd, route_keys(service))
+        put_atomically(etcd, auth.gateway_keys())  # after the auth service it routes to
 
     def servers(self, service: str) -> dict[str, str]:
         """Server URL -> status ("UP"/"DOWN") as Traefik currently routes to them."""

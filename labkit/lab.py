@@ -38,6 +38,7 @@ from .registry import Registry
 from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
 from .telemetry_settings import TelemetrySettings
+from .tokens import Tokens, check_request
 from .topology import SERVICES, check_replicas, infra, service
 from .versions import free_slots
 
@@ -81,6 +82,7 @@ class Lab:
         self.policies = Policies(self._etcd)  # timeouts, retries, breakers, limits, at the gateway
         self.prometheus = Prometheus()
         self.store = Telemetry()  # traces and logs, from the telemetry store
+        self._tokens = Tokens(self.backend.state)  # the auth service's token endpoint
         self._deployments = Deployments(self.backend, self.progress, self._etcd,
                                         prometheus=self.prometheus)
         self.uis = links.uis()
@@ -99,6 +101,7 @@ class Lab:
         self.policies.close()
         self.prometheus.close()
         self.store.close()
+        self._tokens.close()
         self._etcd.session.close()
 
     def __enter__(self) -> Lab:
@@ -443,6 +446,17 @@ class Lab:
         target, host = gateway_target(url)  # bad arguments are refused here, not from .result()
         check_load(target, **{"host": host, **options})
         return self._loads.submit(self.load, url, **options)
+
+    def token(self, scopes: Sequence[str] | str, ttl: float | str = "5m",
+              subject: str = "learner") -> str:
+        """A signed token (a JWT) from the lab's auth service, for `subject`, granting
+        `scopes` (e.g. ["echo:read"]; labkit.auth.scopes() lists them), valid for `ttl`
+        (seconds or e.g. "5m", at most 24h). Send it as `Authorization: Bearer <token>` to a
+        service that lab.policies.require(...)s a scope. labkit.tokens.claims(token) shows
+        what it says."""
+        check_request(scopes, ttl, subject)  # before asking whether the lab is up
+        require_up(self.backend)
+        return self._tokens.issue(scopes, ttl, subject)
 
     # ---- telemetry ---------------------------------------------------------
 

@@ -19,11 +19,11 @@ import httpx
 import pandas as pd
 from etcd3gw.lease import Lease
 
-from . import durations, policy_keys
+from . import auth, durations, policy_keys
 from .breaker_expression import check_expression
 from .errors import LabError
 from .kv import etcd_client
-from .policy_keys import GATE_PRIORITY, GATES, MIDDLEWARES, NOBODY, POLICY_NAMES
+from .policy_keys import AUTH, GATE_PRIORITY, GATES, MIDDLEWARES, NOBODY, POLICY_NAMES
 from .policy_served import ServedPolicies
 from .readback import ReadBack
 from .topology import infra
@@ -92,10 +92,12 @@ class Policies:
     """Set, inspect and remove a service's resilience policies at the gateway."""
 
     def __init__(
-        self, etcd: etcd3gw.Etcd3Client | None = None, traefik_api_url: str | None = None
+        self, etcd: etcd3gw.Etcd3Client | None = None, traefik_api_url: str | None = None,
+        gateway_url: str | None = None,
     ):
         self.etcd = etcd if etcd is not None else etcd_client()
         self.api = httpx.Client(base_url=traefik_api_url or infra().traefik_api.url, timeout=2.0)
+        self.gateway_url = gateway_url or infra().gateway.url  # where forwardAuth calls go
         self.served = ServedPolicies(self.api)
         self.readback = ReadBack(self.etcd)
 
@@ -171,6 +173,26 @@ class Policies:
         `ttl` and removal as for deny ("ip-allow")."""
         self._gate(service, "ip-allow", clients, ttl)
 
+    def require(self, service: str, scope: str | None) -> None:
+        """Let through only requests carrying a valid token that grants `scope` (e.g.
+        "echo:read"; lab.token makes one): 401 without a token or with an invalid or expired
+        one, 403 with a token lacking the scope, on every route and version of the service.
+        The gateway asks the auth service (Traefik's forwardAuth) and passes the verified
+        identity on in X-Auth-Subject and X-Auth-Scopes. Fail closed: while the auth service
+        cannot answer, protected routes answer 5xx. None removes the requirement."""
+        name = self._service(service)
+        if name == auth.SERVICE:
+            raise LabError(f"{name} cannot require a token: its token endpoint is how a client "
+                           "gets one")
+        if scope is None:
+            self._change(name, AUTH, {})
+            return
+        prefix = f"{policy_keys.middleware(name, AUTH)}{MIDDLEWARES[AUTH]}"
+        keys = {f"{prefix}/{k}": v
+                for k, v in auth.forward_auth(scope, self.gateway_url).items()}
+        keys.update(policy_keys.version_routers_auth(name))  # after the middleware they name
+        self._change(name, AUTH, keys)
+
     def strategy(self, service: str, strategy: str) -> None:
         if strategy not in STRATEGIES:
             raise LabError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -205,8 +227,13 @@ class Policies:
             keys = {k: v for k, v in state.items() if policy_keys.owner(name, k) == policy}
             if not keys:
                 continue
-            settings = (self._gate_settings(name, policy) if policy in GATES else
-                        ", ".join(f"{k.rsplit('/', 1)[-1]}={v}" for k, v in sorted(keys.items())))
+            if policy in GATES:
+                settings = self._gate_settings(name, policy)
+            elif policy == AUTH:
+                address = next(v for k, v in keys.items() if k.endswith("/address"))
+                settings = f"scope={auth.scope_of(address)}"
+            else:
+                settings = ", ".join(f"{k.rsplit('/', 1)[-1]}={v}" for k, v in sorted(keys.items()))
             rows.append({"policy": policy, "settings": settings,
                          "status": self.served.status(name, policy)})  # fmt: skip
         return pd.DataFrame(rows, columns=["policy", "settings", "status"])

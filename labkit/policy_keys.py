@@ -5,6 +5,7 @@
     traefik/http/services/<service>/loadBalancer/strategy      strategy
     traefik/http/services/<service>/loadBalancer/sticky/...    sticky
     traefik/http/routers/<service>/middlewares/<i>             the router's chain
+    traefik/http/routers/<service>-<version>/middlewares/0     auth: the version routers too
     traefik/http/routers/<service>-<gate>/...                  ip-deny, ip-allow: a router
     traefik/http/middlewares/<service>-<gate>/ipAllowList/...  above every other of the
                                                                service, that rejects (403)
@@ -17,11 +18,14 @@ from collections.abc import Mapping
 import etcd3gw
 
 from . import keyspace
+from .topology import service as known_service
 
-# Router order, outermost first: shed load cheaply before holding a slot, fail fast before
-# retrying, and retry innermost so each attempt goes to the service itself.
+# Router order, outermost first: shed load cheaply before asking the auth service or holding
+# a slot, turn away the unauthenticated before they hold one or count for the breaker, fail
+# fast before retrying, and retry innermost so each attempt goes to the service itself.
 MIDDLEWARES = {
     "rate-limit": "rateLimit",
+    "auth": "forwardAuth",
     "in-flight": "inFlightReq",
     "circuit-breaker": "circuitBreaker",
     "retry": "retry",
@@ -36,6 +40,9 @@ GATE_PRIORITY = 2000  # above gateway.VERSION_ROUTER_PRIORITY
 NOBODY = "0.0.0.0/32"  # the gate's allow-list: no client has this source address
 POLICY_NAMES = (*GATES, *MIDDLEWARES, *LOAD_BALANCER_POLICIES)
 ROUTER = "router"  # owner of the router's middleware list, rewritten with every change
+# Authentication must hold on every route of the service: a request with X-Version takes a
+# version router (gateway.route_keys), which the main router's chain does not cover.
+AUTH = "auth"
 
 
 def balancer(service: str) -> str:
@@ -55,6 +62,22 @@ def router_list(service: str) -> str:
     return f"{keyspace.router(service)}/middlewares/"
 
 
+def version_routers(service: str) -> list[str]:
+    """The routers a request with X-Version takes: one per version of the service."""
+    svc = known_service(service)
+    return [svc.version_service(v) for v in svc.versions]
+
+
+def version_router_lists(service: str) -> list[str]:
+    """The middleware lists of the service's version routers (with a trailing '/')."""
+    return [router_list(name) for name in version_routers(service)]
+
+
+def version_routers_auth(service: str) -> dict[str, str]:
+    """The keys that put the service's auth middleware on each of its version routers."""
+    return {f"{prefix}0": f"{service}-{AUTH}" for prefix in version_router_lists(service)}
+
+
 def gate_router(service: str, gate: str) -> str:
     """The gate's router key prefix (with a trailing '/')."""
     return f"{keyspace.router(f'{service}-{gate}')}/"
@@ -64,6 +87,7 @@ def prefixes(service: str) -> dict[str, str]:
     """Key prefix -> the policy that owns the keys under it."""
     owners = {middleware(service, p): p for p in (*GATES, *MIDDLEWARES)}
     owners.update({gate_router(service, g): g for g in GATES})
+    owners.update(dict.fromkeys(version_router_lists(service), AUTH))
     owners.update({
         f"{transport(service)}/": "timeout",
         f"{balancer(service)}/serversTransport": "timeout",

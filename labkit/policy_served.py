@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
-from . import durations, policy_keys
+from . import auth, durations, policy_keys
 from .errors import LabError
 from .gateway import api_get
 from .policy_keys import GATES, MIDDLEWARES
@@ -22,15 +22,16 @@ class ServedPolicies:
         """Every error Traefik reports on the router, the load balancer or a middleware."""
         bodies = [self._router(service), self._service(service),
                   *(self._middleware(service, p) for p in (*GATES, *MIDDLEWARES)),
-                  *(self._router(f"{service}-{gate}") for gate in GATES)]  # fmt: skip
+                  *(self._router(f"{service}-{gate}") for gate in GATES),
+                  *map(self._router, policy_keys.version_routers(service))]  # fmt: skip
         return [error for body in bodies for error in (body or {}).get("error", [])]
 
     def difference(self, service: str, state: Mapping[str, str]) -> str | None:
         """What Traefik shows that differs from the keys `state` (None when it matches)."""
         router = self._router(service) or {}
         chain = policy_keys.chain(service, state)
-        if router.get("status") != "enabled" or router.get("middlewares", []) != chain:
-            return (f"router {service} has middlewares {router.get('middlewares', [])}, "
+        if router.get("status") != "enabled" or _own(router) != chain:
+            return (f"router {service} has middlewares {_own(router)}, "
                     f"expected {chain} (is the etcd provider frozen by a bad key?)")  # fmt: skip
         for policy, kind in MIDDLEWARES.items():
             prefix = policy_keys.middleware(service, policy)
@@ -49,6 +50,12 @@ class ServedPolicies:
             problem = self._gate_difference(service, gate, state)
             if problem is not None:
                 return problem
+        for name in policy_keys.version_routers(service):
+            prefix = policy_keys.router_list(name)
+            wanted_chain = [v + "@etcd" for k, v in sorted(state.items()) if k.startswith(prefix)]
+            shown_chain = _own(self._router(name) or {})
+            if shown_chain != wanted_chain:
+                return f"router {name} has middlewares {shown_chain}, expected {wanted_chain}"
         balancer = (self._service(service) or {}).get("loadBalancer", {})
         return _balancer_difference(service, state, balancer)
 
@@ -84,6 +91,12 @@ class ServedPolicies:
 
     def _middleware(self, service: str, policy: str) -> dict | None:
         return api_get(self.api, f"/api/http/middlewares/{service}-{policy}@etcd")
+
+
+def _own(router: dict) -> list[str]:
+    """The router's middlewares, without those its entry point puts before every router's
+    (Traefik's API lists both)."""
+    return [m for m in router.get("middlewares", []) if m not in auth.entry_point_middlewares()]
 
 
 def _balancer_difference(service: str, state: Mapping[str, str], shown: dict) -> str | None:

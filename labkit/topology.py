@@ -214,6 +214,8 @@ SERVICES: dict[str, Service] = {
             "routeguide", "labstack.routeguide", "grpc", port=50051, subnet=3, replicas=2,
             metrics_port=9100,
         ),
+        # issues and verifies tokens for the gateway (labkit.auth); no lesson scales it
+        Service("auth", "labstack.auth", "http", port=8070, subnet=4, replicas=1),
     )
 }
 RULES = RecordingRules()

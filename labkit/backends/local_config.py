@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import keyspace, links, paths, telemetry_settings
+from .. import auth, keyspace, links, paths, telemetry_settings
 from ..durations import go
 from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
@@ -102,6 +102,8 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
     }
     if service.metrics_port is not None:
         env["LAB_METRICS_PORT"] = str(service.metrics_endpoint(slot).port)
+    if service.name == auth.SERVICE:
+        env.update(auth.instance_environment(state))
     return env
 
 
@@ -203,7 +205,7 @@ def supervisord_conf(state: Path) -> str:
 
 
 def traefik_static(state: Path) -> dict:
-    return {
+    static: dict = {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "entryPoints": {
             name: {
@@ -252,6 +254,10 @@ def traefik_static(state: Path) -> dict:
             },
         },
     }
+    # every request's X-Auth-* headers removed before any router: only the auth service's
+    # answer to forwardAuth sets them (labkit.auth), so a client cannot forge an identity
+    static["entryPoints"]["web"]["http"] = {"middlewares": auth.entry_point_middlewares()}
+    return static
 
 
 # RED views (rate, errors, duration) over HTTP and gRPC alike, per instance, version and

@@ -1,7 +1,8 @@
 """echo: the smallest useful backend. Says who answered, for load-balancing lessons.
 
 GET / -> {"hostname", "instance", "address", "version", "text"}; the original Go
-sample answered {"hostname": ..., "text": "hello"}.
+sample answered {"hostname": ..., "text": "hello"}. Behind a route that requires a token
+(lab.policies.require), also "subject" and "scopes": the identity the gateway verified.
 """
 
 from __future__ import annotations
@@ -10,28 +11,33 @@ import json
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .httpservice import create_app, http_urls, serve_http
+from .identity import SCOPES_HEADER, SUBJECT_HEADER
 from .runtime import Lifecycle, bootstrap
 from .settings import Settings
 
 
 def build(settings: Settings, lifecycle: Lifecycle) -> Starlette:
-    # The answer never changes, so it is encoded once: echo is load-tested at hundreds of rps.
-    body = json.dumps(
-        {
-            "hostname": settings.instance_id,
-            "instance": settings.instance_id,
-            "address": settings.address,
-            "version": settings.version,
-            "text": settings.text,
-        }
-    ).encode()
+    answer = {
+        "hostname": settings.instance_id,
+        "instance": settings.instance_id,
+        "address": settings.address,
+        "version": settings.version,
+        "text": settings.text,
+    }
+    # Without an identity the answer never changes, so it is encoded once: echo is load-tested
+    # at hundreds of rps.
+    body = json.dumps(answer).encode()
 
-    async def home(_: Request) -> Response:
-        return Response(body, media_type="application/json")
+    async def home(request: Request) -> Response:
+        subject = request.headers.get(SUBJECT_HEADER)
+        if subject is None:
+            return Response(body, media_type="application/json")
+        scopes = request.headers.get(SCOPES_HEADER, "").split()
+        return JSONResponse({**answer, "subject": subject, "scopes": scopes})
 
     return create_app(lifecycle, [Route("/", home)])
 

@@ -143,7 +143,7 @@ def test_bad_faults_are_refused_before_anything_changes(healed, faults, message)
 
 def test_faulting_an_unknown_target_names_the_valid_ones(healed):
     lab = healed
-    with pytest.raises(LabError, match="known services: echo, routeguide, web"):
+    with pytest.raises(LabError, match="known services: auth, echo, routeguide, web"):
         lab.fault("nope", 1, error_rate=0.5)
     with pytest.raises(LabError, match="running instances: 1, 2, 3"):
         lab.fault("echo", 7, error_rate=0.5)

@@ -89,7 +89,7 @@ def test_prometheus_scrapes_instances_found_in_the_registry(lab):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda lab: lab.scale("nope", 2), "known services: echo, routeguide, web"),
+        (lambda lab: lab.scale("nope", 2), "known services: auth, echo, routeguide, web"),
         (lambda lab: lab.scale("echo", -1), "between 0 and 10"),
         (lambda lab: lab.scale("echo", 1.5), "whole number"),
         (lambda lab: lab.kill("echo", 9), "running instances: 1, 2, 3"),

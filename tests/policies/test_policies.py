@@ -145,7 +145,7 @@ def test_router_chain_is_ordered_and_renumbered(gateway: Gateway, policies: Poli
 
 
 BAD_CALLS: dict[str, tuple[Callable[[Policies], None], str]] = {
-    "unknown service": (lambda p: p.retry("nope"), "known services: echo, routeguide, web"),
+    "unknown service": (lambda p: p.retry("nope"), "known services: auth, echo, routeguide, web"),
     "unknown policy": (
         lambda p: p.remove("echo", "bulkhead"), "valid policies: ip-deny, ip-allow, rate-limit"
     ),

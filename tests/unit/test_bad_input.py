@@ -205,7 +205,7 @@ def test_a_guard_refuses_a_bad_rule_before_it_starts(lab_and_contacts, kwargs, m
 
 def test_limits_need_a_known_service(lab_and_contacts):
     refused(lab_and_contacts, lambda lab: lab.limits("ehco", memory="96M"),
-            match="known services: echo, routeguide, web")
+            match="known services: auth, echo, routeguide, web")
     refused(lab_and_contacts, lambda lab: lab.limits(memory="96M"), match="name the service")
 
 

@@ -7,7 +7,7 @@ from labkit.topology import MAX_REPLICAS, SERVICES, check_replicas, infra, servi
 
 
 def test_unknown_service_names_the_known_ones():
-    expected = "unknown service 'nope'; known services: echo, routeguide, web"
+    expected = "unknown service 'nope'; known services: auth, echo, routeguide, web"
     with pytest.raises(LabError, match=expected):
         service("nope")
 
