@@ -337,6 +337,11 @@ class LocalBackend:
             self.supervisor.start(infra_name("traefik"))
             self._wait_routers(infra().traefik_api.url, expected, "the restarted gateway",
                                stand_in)
+            # and supervised again (RUNNING after `startsecs`), as status() will show it
+            wait_for(lambda: self.supervisor.info(infra_name("traefik"))["statename"]
+                     == "RUNNING", what="supervisord to call the restarted gateway RUNNING",
+                     timeout=START_TIMEOUT,
+                     diagnose=lambda: self.describe(infra_name("traefik"), "traefik"))
         finally:
             processes.stop_child(stand_in, grace=STOP_TIMEOUT)
         progress("gateway restarted on its new configuration, without a gap")
