@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from labkit.topology import infra
+from labkit.waits import wait_for
 
 from .helpers import declared_stack
 
@@ -84,9 +85,12 @@ def test_two_labs_side_by_side_share_nothing(lab, tmp_path: Path) -> None:
         assert list(lab.versions("echo").query("running > 0")["version"]) == ["v1"]
         assert not any(f"127.{seen['block']}." in s for s in lab.gateway.servers("echo"))
         assert lab.logs(request_id=seen["request_id"]).empty
-        scraped = lab.metrics('count by (instance) (up{job="services", service="echo"})')
+        # Prometheus may still list an instance an earlier test stopped, for a scrape or two
+        scraped = wait_for(
+            lambda: (found if len(found := lab.metrics(
+                'count by (instance) (up{job="services", service="echo"})')) == 3 else None),
+            what="Prometheus to scrape this lab's 3 echo instances", timeout=15)
         assert not set(scraped["instance"]) & set(seen["scraped"])
-        assert len(scraped) == 3
 
         # `labkit down` there stops that lab only
         subprocess.run(down, env=other_env, check=True, timeout=60, capture_output=True)

@@ -53,16 +53,21 @@ def test_the_sdk_exporter_retries_a_503_and_loses_nothing(private_store, sdk):
     store = private_store("--max-pending", "600")
     service = unique("pushed")
     pipelines = [sdk(store.url, service, instance=f"{service}-{i}") for i in range(4)]
-    for pipeline in pipelines:
-        tracer = pipeline.tracer_provider.get_tracer("test")
-        for _ in range(512):  # one full export batch each
-            tracer.start_span("work").end()
-    with ThreadPoolExecutor(len(pipelines)) as pool:
-        list(pool.map(lambda p: p.flush(), pipelines))  # four batches of 512 at once
     tel = store.client()
+    bursts = 0
+    # four batches of 512 at once overflow 600 when they arrive together; on a busy machine
+    # the writer may drain one before the next lands: burst again (at most 5 times)
+    while tel.stats()["rejected"].get("busy", 0) == 0 and bursts < 5:
+        bursts += 1
+        for pipeline in pipelines:
+            tracer = pipeline.tracer_provider.get_tracer("test")
+            for _ in range(512):  # one full export batch each
+                tracer.start_span("work").end()
+        with ThreadPoolExecutor(len(pipelines)) as pool:
+            list(pool.map(lambda p: p.flush(), pipelines))
     stats = tel.stats()
-    assert stats["rejected"].get("busy", 0) > 0, "4 x 512 spans at once should overflow 600"
-    assert stats["spans"] == 4 * 512, "every span was stored after the exporters retried"
+    assert stats["rejected"].get("busy", 0) > 0, f"{bursts} bursts of 4 x 512 never overflowed 600"
+    assert stats["spans"] == bursts * 4 * 512, "every span was stored after the exporters retried"
     assert len(tel.traces(service=service, limit=1000)) == 1000
 
 
