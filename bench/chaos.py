@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import running_lab
-from results import header, median_range, record
+from common import median_range, running_lab
+from results import header, record
 
 from labkit.chaos import SUPERVISOR, Outcome, dress, strike, undress
 from labkit.topology import LEASE_TTL_SECONDS

@@ -8,7 +8,6 @@ Every figure is a list of runs: the table shows their median and range.
 from __future__ import annotations
 
 import json
-import statistics
 
 import psutil
 
@@ -39,12 +38,6 @@ def record_all(bench: str, runs: list[dict[str, float]]) -> None:
     unit is in each figure's name."""
     for figure in runs[0]:
         record(bench, figure, [run[figure] for run in runs], "")
-
-
-def median_range(runs: list[float], digits: int = 2) -> str:
-    """'median [min-max]' of a figure's runs."""
-    return (f"{statistics.median(runs):.{digits}f} "
-            f"[{min(runs):.{digits}f}-{max(runs):.{digits}f}]")
 
 
 def read() -> list[dict]:

@@ -6,7 +6,8 @@ The README quotes this table. Run: .venv/bin/python bench/summary.py (after the 
 from __future__ import annotations
 
 import psutil
-from results import RESULTS, median_range, read
+from common import median_range
+from results import RESULTS, read
 
 
 def main() -> None:

@@ -119,8 +119,7 @@ class Lab:
 
     # ---- lifecycle -------------------------------------------------------
 
-    def up(self, sample: float | None = None, keep_slower_than: float | str | None = None,
-           log_level: str | None = None) -> Lab:
+    def up(self, sample: float | None = None, log_level: str | None = None) -> Lab:
         """Start the stack (idempotent: components already running are left alone).
 
         A stack started here runs the default telemetry settings with the given ones changed
@@ -128,10 +127,10 @@ class Lab:
         if self.backend.is_up():
             self.backend.up(self.progress)
             self.progress("stack already running")
-            if (sample, keep_slower_than, log_level) != (None, None, None):
-                self.telemetry(sample, keep_slower_than, log_level)
+            if (sample, log_level) != (None, None):
+                self.telemetry(sample, log_level)
             return self
-        settings = TelemetrySettings().changed(sample, keep_slower_than, log_level)
+        settings = TelemetrySettings().changed(sample, log_level)
         telemetry_settings.save(self.backend.state, settings)  # read by all that starts next
         started, block = time.monotonic(), self.backend.block
         self.backend.up(self.progress)
@@ -461,17 +460,15 @@ class Lab:
     # ---- telemetry ---------------------------------------------------------
 
     def telemetry(self, sample: float | None = None,
-                  keep_slower_than: float | str | None = None,
                   log_level: str | None = None) -> dict[str, float | str]:
         """The lab's telemetry settings, with the given ones changed live, end to end; returns
         those in force. `sample`: the share of requests traced, 0 to 1 (the decision is made
         where a request enters, by the load generator or the gateway, and every hop follows
-        it: a trace is complete or absent). `keep_slower_than`: a duration; an untraced
-        request that fails or takes longer is recorded anyway by the services it reached.
-        `log_level`: debug, info, warning or error (successful requests log nothing: their
-        span says it all). Every argument is checked before anything changes."""
+        it: a trace is complete or absent). `log_level`: the services' level, debug, info,
+        warning or error (a request's record is at info, a failed one's at warning). Every
+        argument is checked before anything changes."""
         current = telemetry_settings.load(self.backend.state)
-        wanted = current.changed(sample, keep_slower_than, log_level)
+        wanted = current.changed(sample, log_level)
         if wanted != current:
             require_up(self.backend)
             with every_service(self.backend.state, SERVICES, "telemetry change"):

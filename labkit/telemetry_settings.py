@@ -1,13 +1,11 @@
-"""The lab's telemetry settings: how much traffic is traced, what is kept anyway, how much is
-logged. One setting for the whole lab, applied end to end (see Lab.telemetry):
+"""The lab's telemetry settings: how much traffic is traced, how much is logged. One setting
+for the whole lab, applied end to end (see Lab.telemetry):
 
 - `sample`: the share of requests traced. The decision is made once, where a request enters
   the lab (the load generator's `traceparent`, else the gateway's sampler), and every hop
   after follows it: a trace is complete or absent, never partial.
-- `keep_slower_than`: an untraced request that fails (5xx) or takes longer than this is
-  recorded anyway by the services it reached (tail-style keeping of what matters).
-- `log_level`: the services' log level; successful requests write no record (their span has
-  everything), failures and warnings do.
+- `log_level`: the services' log level (their request records are at info, failed ones at
+  warning).
 
 Stored in the lab's state folder as the LAB_* variables the services read when they start
 (LAB_TELEMETRY_FILE), so that instances started later run the same settings.
@@ -22,7 +20,6 @@ from pathlib import Path
 
 import yaml
 
-from . import durations
 from .admin_api import AdminApi
 from .backends.base import Backend, Progress
 from .errors import LabError
@@ -30,26 +27,20 @@ from .topology import SERVICES
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 FILE_NAME = "telemetry-settings.json"
-MAX_KEEP_SLOWER_S = 60.0
 
 
 @dataclass(frozen=True)
 class TelemetrySettings:
     # 10%: enough traces to read (a 10 s run at 50 rps leaves ~50), a tenth of the cost
     sample: float = 0.1
-    keep_slower_than_ms: float = 1000.0
     log_level: str = "info"
 
-    def changed(self, sample: object = None, keep_slower_than: object = None,
-                log_level: object = None) -> TelemetrySettings:
+    def changed(self, sample: object = None, log_level: object = None) -> TelemetrySettings:
         """These settings with the given ones changed, each validated (LabError naming what
         is valid); None leaves a setting as it is."""
         new = self
         if sample is not None:
             new = replace(new, sample=check_sample(sample))
-        if keep_slower_than is not None:
-            new = replace(new, keep_slower_than_ms=durations.milliseconds(
-                keep_slower_than, "keep_slower_than", maximum=MAX_KEEP_SLOWER_S))
         if log_level is not None:
             new = replace(new, log_level=check_log_level(log_level))
         return new
@@ -58,7 +49,6 @@ class TelemetrySettings:
         """The LAB_* variables a service reads (labstack.settings)."""
         return {
             "LAB_TRACE_SAMPLE": repr(self.sample),
-            "LAB_TRACE_KEEP_SLOWER_MS": repr(self.keep_slower_than_ms),
             "LAB_LOG_LEVEL": self.log_level,
         }
 
@@ -66,9 +56,7 @@ class TelemetrySettings:
         return asdict(self)
 
     def describe(self) -> str:
-        return (f"{self.sample:.0%} of requests traced; failures and requests slower than "
-                f"{durations.go(self.keep_slower_than_ms / 1000)} kept anyway; "
-                f"log level {self.log_level}")
+        return f"{self.sample:.0%} of requests traced; log level {self.log_level}"
 
 
 def check_sample(value: object) -> float:
@@ -100,7 +88,6 @@ def load(state: Path) -> TelemetrySettings:
         raise LabError(f"{path} is unreadable ({exc}); remove it to use the defaults") from None
     return TelemetrySettings(
         sample=float(variables["LAB_TRACE_SAMPLE"]),
-        keep_slower_than_ms=float(variables["LAB_TRACE_KEEP_SLOWER_MS"]),
         log_level=variables["LAB_LOG_LEVEL"],
     )
 

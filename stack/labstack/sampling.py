@@ -3,8 +3,6 @@
 - the trace sampler for traces this instance starts itself (a caller without trace
   context); a caller's decision is always kept (ParentBased, in labstack.otel), so the lab's
   sampling is decided where a request enters and every hop agrees;
-- `keep_slower_than_ms`: an unsampled request that fails or takes longer is recorded
-  anyway (see `keep`): the requests worth reading are never lost to sampling;
 - the log level of the whole process.
 
 One per process, like the OpenTelemetry providers it feeds: CONTROL.
@@ -13,15 +11,13 @@ One per process, like the OpenTelemetry providers it feeds: CONTROL.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import Link, SpanKind
 from opentelemetry.util.types import Attributes
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -57,74 +53,42 @@ class LiveRatioSampler(Sampler):
 class TelemetryControl:
     def __init__(self) -> None:
         self.sampler = LiveRatioSampler(1.0)
-        self.keep_slower_than_ms = math.inf
-        self._keeper: Tracer | None = None  # records spans whatever the sampling decision
         self._lock = threading.Lock()
 
-    def set_keeper(self, tracer: Tracer) -> None:
-        self._keeper = tracer
-
-    def configure(self, sample: float, keep_slower_than_ms: float, log_level: str) -> None:
-        self.update({"sample": sample, "keep_slower_than_ms": keep_slower_than_ms,
-                     "log_level": log_level})
-
-    def keep(self, failed: bool, duration_s: float) -> bool:
-        """Whether an unsampled request is worth recording anyway."""
-        return failed or duration_s * 1000 > self.keep_slower_than_ms
-
-    def keep_unsampled(self, parent: Context, name: str, kind: SpanKind, start_ns: int,
-                       attributes: Attributes, failed: bool) -> None:
-        """Record, after the fact, the span of an unsampled request worth keeping (see
-        `keep`): in its trace (the caller's trace id and parent span), so the hops that
-        kept theirs meet in the store; the hops that did not fail or lag stay unrecorded."""
-        end_ns = time.time_ns()
-        if self._keeper is None or not self.keep(failed, (end_ns - start_ns) / 1e9):
-            return
-        span = self._keeper.start_span(name, context=parent, kind=kind, start_time=start_ns,
-                                       attributes=attributes)
-        if failed:
-            span.set_status(StatusCode.ERROR)
-        span.end(end_time=end_ns)
+    def configure(self, sample: float, log_level: str) -> None:
+        self.update({"sample": sample, "log_level": log_level})
 
     def describe(self) -> dict[str, Any]:
         level = logging.getLevelName(logging.getLogger().level).lower()
-        return {"sample": self.sampler.rate, "keep_slower_than_ms": self.keep_slower_than_ms,
-                "log_level": level}
+        return {"sample": self.sampler.rate, "log_level": level}
 
     def update(self, changes: object) -> tuple[dict[str, Any], dict[str, Any]]:
         """Apply a partial change (all checked first: nothing changes on a refusal);
         returns the settings before and after."""
-        sample, keep_ms, level = _parse(changes)
+        sample, level = _parse(changes)
         with self._lock:
             old = self.describe()
             if sample is not None:
                 self.sampler.set_rate(sample)
-            if keep_ms is not None:
-                self.keep_slower_than_ms = keep_ms
             if level is not None:
                 logging.getLogger().setLevel(level.upper())
             return old, self.describe()
 
 
-def _parse(changes: object) -> tuple[float | None, float | None, str | None]:
+def _parse(changes: object) -> tuple[float | None, str | None]:
     if not isinstance(changes, dict) or not changes:
-        raise SettingsRefused("send a JSON object with some of sample, keep_slower_than_ms, "
-                              "log_level")
-    unknown = sorted(set(changes) - {"sample", "keep_slower_than_ms", "log_level"})
+        raise SettingsRefused("send a JSON object with sample, log_level or both")
+    unknown = sorted(set(changes) - {"sample", "log_level"})
     if unknown:
         raise SettingsRefused(f"unknown setting(s) {', '.join(unknown)}; valid: sample, "
-                              "keep_slower_than_ms, log_level")
+                              "log_level")
     sample = changes.get("sample")
     if sample is not None and not _number_in(sample, 0, 1):
         raise SettingsRefused(f"sample must be a number in 0..1, got {sample!r}")
-    keep_ms = changes.get("keep_slower_than_ms")
-    if keep_ms is not None and not _number_in(keep_ms, 0, math.inf):
-        raise SettingsRefused(f"keep_slower_than_ms must be a number >= 0, got {keep_ms!r}")
     level = changes.get("log_level")
     if level is not None and (not isinstance(level, str) or level.lower() not in LOG_LEVELS):
         raise SettingsRefused(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
     return (None if sample is None else float(sample),
-            None if keep_ms is None else float(keep_ms),
             None if level is None else level.lower())
 
 
