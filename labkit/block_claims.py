@@ -126,8 +126,12 @@ def last_block() -> int:
 def _candidates(excluding: Collection[int]) -> Iterator[int]:
     """Blocks not excluded whose infrastructure addresses are free (no orphan, no stranger)."""
     for block in range(last_block() + 1):
-        if block not in excluding and all(is_free(e) for e in infra(block).named().values()):
+        if block not in excluding and _addresses_free(block):
             yield block
+
+
+def _addresses_free(block: int) -> bool:
+    return all(is_free(e) for e in infra(block).named().values())
 
 
 def first_free(excluding: Collection[int] = ()) -> int:
@@ -138,10 +142,22 @@ def first_free(excluding: Collection[int] = ()) -> int:
     raise LabError(f"every block from 0 to {last_block()} is taken: stop a lab first")
 
 
+def try_claim_unused(block: int, state: Path) -> Claim | None:
+    """The block, locked by this process, when no lab holds it and nothing listens on its
+    infrastructure addresses; else None. Locked first, checked second: a check made before
+    the lock could go stale while another party (a lab, a test squatting an address under
+    the block's lock) takes the block."""
+    claimed = try_claim(block, state)
+    if claimed is not None and not _addresses_free(block):
+        claimed.release()
+        return None
+    return claimed
+
+
 def claim_first_free(state: Path) -> Claim:
     """Claim the lowest free block: labs starting at the same moment each get their own."""
-    for block in _candidates(()):
-        claimed = try_claim(block, state)
+    for block in range(last_block() + 1):
+        claimed = try_claim_unused(block, state)
         if claimed is not None:
             return claimed
     raise LabError(f"every block from 0 to {last_block()} is taken: stop a lab first")

@@ -210,8 +210,8 @@ class LocalBackend:
     def _claim_block(self) -> block_claims.Claim:
         if self.block_is_fixed:
             return block_claims.claim(self.block, self.state)
-        claim = block_claims.try_claim(self.block, self.state)
-        if claim is None:  # another lab started meanwhile and took it
+        claim = block_claims.try_claim_unused(self.block, self.state)
+        if claim is None:  # another lab (or a stranger) took it since this backend chose it
             claim = block_claims.claim_first_free(self.state)
             self.block = claim.block
             blocks.use(self.block)

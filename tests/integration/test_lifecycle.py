@@ -3,6 +3,7 @@
 import socket
 import stat
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -72,13 +73,18 @@ def test_a_running_lab_holds_its_block_and_refuses_it_to_another(lab, tmp_path, 
     assert (lab.status()["state"] == "RUNNING").all()
 
 
-def squat_a_free_block() -> tuple[int, socket.socket]:
+def squat_a_free_block(state: Path) -> tuple[int, socket.socket]:
     """A free block, and a socket on its gateway's address: from then on no other lab picks
-    that block (its addresses are busy). A lab starting meanwhile may take the block first
-    (another test's, another user's): then the next one."""
+    that block (its addresses are busy). Bound while holding the block's claim, so that a lab
+    starting meanwhile (another test's, another user's) either takes the block before (then
+    the next one) or sees the address busy."""
     taken: set[int] = set()
     while len(taken) < 5:
         block = block_claims.first_free(excluding=taken)
+        claim = block_claims.try_claim_unused(block, state)
+        if claim is None:
+            taken.add(block)
+            continue
         squatter = socket.socket()
         try:
             squatter.bind((infra(block).gateway.host, infra(block).gateway.port))
@@ -86,6 +92,8 @@ def squat_a_free_block() -> tuple[int, socket.socket]:
             squatter.close()
             taken.add(block)
             continue
+        finally:
+            claim.release()
         squatter.listen()
         return block, squatter
     raise AssertionError(f"blocks {sorted(taken)} were each taken before the test could squat")
@@ -93,7 +101,7 @@ def squat_a_free_block() -> tuple[int, socket.socket]:
 
 def test_up_with_a_busy_port_names_it_and_starts_nothing(lab, tmp_path, monkeypatch):
     # a lab asked to use a block whose address is busy must refuse, naming the holder
-    block, squatter = squat_a_free_block()
+    block, squatter = squat_a_free_block(tmp_path / "squatter")
     gateway = infra(block).gateway
     with squatter:
         monkeypatch.setenv(blocks.BLOCK_ENV, str(block))

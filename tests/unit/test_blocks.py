@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from labkit import block_claims, blocks
 from labkit.errors import LabError
+from labkit.topology import infra
 
 HOLD = """
 import sys, time
@@ -72,3 +74,20 @@ def test_the_first_free_block_skips_claimed_and_excluded_blocks(tmp_path: Path) 
     finally:
         mine.release()
     assert block_claims.first_free() == first
+
+
+def test_a_block_with_a_busy_address_is_not_claimed_and_its_lock_is_let_go(
+    tmp_path: Path,
+) -> None:
+    block = block_claims.first_free()
+    gateway = infra(block).gateway
+    with socket.socket() as stranger:  # a process that is not a lab, on the block's gateway
+        stranger.bind((gateway.host, gateway.port))
+        stranger.listen()
+        assert block_claims.try_claim_unused(block, tmp_path / "lab") is None
+        assert block_claims.holder(block) is None
+        taken = block_claims.claim_first_free(tmp_path / "lab")
+        try:
+            assert taken.block > block
+        finally:
+            taken.release()
