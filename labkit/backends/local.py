@@ -103,7 +103,7 @@ class LocalBackend:
         orphans = self.orphans()
         if orphans:
             self._refuse_other_block()
-        claim = self._claim_block()
+        claim = self._claim_block(adopting=bool(orphans))
         if orphans:
             self._adopt(orphans, claim, progress)
             return
@@ -207,10 +207,12 @@ class LocalBackend:
         wait_for(lambda: not gone & set(self.gateway.servers(service.name)),
                  what=f"the gateway to drop {sorted(gone)}", timeout=START_TIMEOUT)
 
-    def _claim_block(self) -> block_claims.Claim:
+    def _claim_block(self, adopting: bool) -> block_claims.Claim:
         if self.block_is_fixed:
             return block_claims.claim(self.block, self.state)
-        claim = block_claims.try_claim_unused(self.block, self.state)
+        # orphans to adopt listen on the block's addresses themselves
+        claim = (block_claims.try_claim if adopting else block_claims.try_claim_unused)(
+            self.block, self.state)
         if claim is None:  # another lab (or a stranger) took it since this backend chose it
             claim = block_claims.claim_first_free(self.state)
             self.block = claim.block

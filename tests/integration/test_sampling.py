@@ -99,7 +99,8 @@ def test_changing_the_rate_under_load_fails_no_request_and_leaves_no_partial_tra
     sampling.telemetry(sample=0.3)
     frame = load.result()
     failed = frame[frame["status"] != 200]
-    assert failed.empty, f"{len(failed)} of {len(frame)} requests failed:\n{failed.head()}"
+    assert failed.empty, (f"{len(failed)} of {len(frame)} requests failed:\n"
+                          f"{failed[['scheduled', 'status', 'error']].head()}")
     traces = settled_traces(sampling, since, at_least=1)
     partial = {t: h for t in traces["trace_id"] if (h := hops(sampling, t)) != HOPS}
     assert not partial, f"{len(partial)} of {len(traces)} traces lack hops: {partial}"
