@@ -39,10 +39,14 @@ def route_keys(service: Service) -> dict[str, str]:
     """Host-based router plus an (initially empty), health-checked load-balanced service;
     and per version, a load balancer over its instances only, with a router that a request
     carrying `X-Version: <version>` takes (testers reach a version whatever the split)."""
-    keys: dict[str, str] = {}
+    # the service's serversTransport: lab.policies.timeout sets its timeouts, labkit.certs its
+    # TLS (the lab CA, the gateway's client certificate); declared here so that it exists
+    # without either (200 is Traefik's default)
+    keys = {f"{keyspace.transport(service.name)}/maxIdleConnsPerHost": "200"}
     # services first: a router naming a missing service is a (transient) Traefik error
     for balancer in (service.name, *map(service.version_service, service.versions)):
         keys[f"{keyspace.balancer(balancer)}/loadBalancer/passHostHeader"] = "true"
+        keys[f"{keyspace.balancer(balancer)}/loadBalancer/serversTransport"] = service.name
         keys.update(health_check_keys(service, balancer))
     router = keyspace.router(service.name)
     keys.update({
