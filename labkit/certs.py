@@ -39,6 +39,7 @@ CA_LIFETIME = dt.timedelta(days=30)
 LEAF_LIFETIME = dt.timedelta(minutes=5)  # short: a leaked key is useless minutes later
 RENEW_EVERY = LEAF_LIFETIME / 3  # two renewals may fail before anything expires
 MODE_FILE = "mtls.json"
+HTTPS_ROUTER = "https"  # Traefik's TCP router, service and transport for the TLS entry point
 
 
 def folder(state: Path) -> Path:
@@ -133,7 +134,7 @@ def gateway_keys(state: Path, generation: int) -> dict[str, str]:
     client = str(gateway_client_file(state, generation))
     serving = str(gateway_file(state, generation))
     store = f"{keyspace.TRAEFIK_ROOT}/tls/stores/default/defaultCertificate"
-    keys = {f"{store}/certFile": serving, f"{store}/keyFile": serving}
+    keys = {f"{store}/certFile": serving, f"{store}/keyFile": serving, **https_keys()}
     for svc in SERVICES.values():
         transport = keyspace.transport(svc.name)
         keys.update({
@@ -142,6 +143,22 @@ def gateway_keys(state: Path, generation: int) -> dict[str, str]:
             f"{transport}/certificates/0/keyFile": client,
         })
     return keys
+
+
+def https_keys() -> dict[str, str]:
+    """HTTPS at the gateway: a TCP router on the websecure entry point ends TLS (with the
+    default store's certificate) and passes the connection to the web entry point, with a
+    PROXY protocol v2 header so that it sees the real client's address."""
+    root, name = f"{keyspace.TRAEFIK_ROOT}/tcp", HTTPS_ROUTER
+    return {
+        f"{root}/serversTransports/{name}/proxyProtocol/version": "2",
+        f"{root}/services/{name}/loadBalancer/servers/0/address": infra().gateway.address,
+        f"{root}/services/{name}/loadBalancer/serversTransport": name,
+        f"{root}/routers/{name}/rule": "HostSNI(`*`)",
+        f"{root}/routers/{name}/entryPoints/0": "websecure",
+        f"{root}/routers/{name}/service": name,
+        f"{root}/routers/{name}/tls/passthrough": "false",
+    }
 
 
 def publish(state: Path, generation: int) -> None:

@@ -84,7 +84,7 @@ class Lab:
         self.prometheus = Prometheus()
         self.store = Telemetry()  # traces and logs, from the telemetry store
         self._tokens = Tokens(self.backend.state)  # the auth service's token endpoint
-        self.security = Security(self.backend, self.progress)  # mTLS to the instances
+        self.security = Security(self.backend, self.gateway, self.progress)  # mTLS to the instances
         self._deployments = Deployments(self.backend, self.progress, self._etcd,
                                         prometheus=self.prometheus)
         self.uis = links.uis()

@@ -22,6 +22,7 @@ import pandas as pd
 from . import certs, durations, pki
 from .backends.base import Backend, require_up
 from .errors import LabError
+from .gateway import Gateway
 from .servicelock import every_service
 from .topology import SERVICES, Service
 from .versions import ReleaseFiles, free_slots
@@ -30,8 +31,9 @@ MIN_LIFETIME_S = 30
 
 
 class Security:
-    def __init__(self, backend: Backend, progress: Callable[[str], None]):
+    def __init__(self, backend: Backend, gateway: Gateway, progress: Callable[[str], None]):
         self.backend = backend
+        self.gateway = gateway
         self.progress = progress
 
     @property
@@ -49,10 +51,17 @@ class Security:
             raise LabError(f"mtls takes True (instances serve mTLS only) or False (plain "
                            f"HTTP and h2c), got {on!r}")
         require_up(self.backend)
+        grpc = [s for s in SERVICES.values() if s.protocol == "grpc"]
         with every_service(self.backend.state, SERVICES, f"mTLS {'on' if on else 'off'}"):
+            if on:  # Traefik's gRPC health checks cannot speak mTLS (labkit.gateway)
+                for svc in grpc:
+                    self.gateway.health_checks(svc.name, False)
             certs.set_mtls(self.backend.state, on)
             for svc in SERVICES.values():
                 self._restart_all(svc)
+            if not on:
+                for svc in grpc:
+                    self.gateway.health_checks(svc.name, True)
         self.progress(f"mTLS {'on' if on else 'off'} for every instance")
         return on
 

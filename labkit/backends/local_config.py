@@ -264,10 +264,13 @@ def traefik_static(state: Path) -> dict:
     # every request's X-Auth-* headers removed before any router: only the auth service's
     # answer to forwardAuth sets them (labkit.auth), so a client cannot forge an identity
     static["entryPoints"]["web"]["http"] = {"middlewares": auth.entry_point_middlewares()}
-    # HTTPS: every router on this entry point answers over TLS, with the certificate from
-    # the lab CA that labkit.certs keeps in Traefik's default TLS store
-    static["entryPoints"]["websecure"]["http"] = {
-        "middlewares": auth.entry_point_middlewares(), "tls": {}}
+    # HTTPS: the websecure entry point ends TLS (labkit.certs) and hands each connection to
+    # the web one with a PROXY protocol header naming the real client, so every route,
+    # policy and client-IP rule applies to HTTPS as it is, once. Traefik dials from
+    # 127.0.0.1: only its PROXY headers are read (a loopback client could pick that source
+    # address, but it can pick any source address in 127.0.0.0/8 anyway)
+    static["entryPoints"]["web"]["proxyProtocol"] = {
+        "trustedIPs": sorted({f"{infra().gateway_tls.host}/32", "127.0.0.1/32"})}
     return static
 
 

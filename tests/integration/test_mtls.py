@@ -5,11 +5,6 @@ scraping, certificates renewed under load without a failed request, and switched
 
 from __future__ import annotations
 
-import datetime as dt
-import socket
-import ssl
-from pathlib import Path
-
 import grpc
 import httpx
 import pytest
@@ -17,7 +12,7 @@ from labstack import routeguide_pb2 as pb
 from labstack import routeguide_pb2_grpc as pb_grpc
 from labstack.identity import SUBJECT_HEADER
 
-from labkit import certs, pki
+from labkit.demos.mtls import client_certificates, direct_call, served_serial
 from labkit.errors import LabError
 from labkit.topology import infra, service
 from labkit.waits import wait_for
@@ -37,47 +32,6 @@ def secured(lab):
     if lab.security.mtls():
         lab.security.mtls(False)
     declared_stack(lab)
-
-
-def bundle(tmp_path: Path, name: str, issued: pki.Issued) -> Path:
-    path = tmp_path / f"{name}.pem"
-    path.write_bytes(issued.cert_pem + issued.key_pem)
-    return path
-
-
-def client_context(lab, cert: Path | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(lab.security.ca_file))
-    if cert is not None:
-        context.load_cert_chain(cert)
-    return context
-
-
-def direct_https(lab, cert: Path | None, **headers: str) -> httpx.Response:
-    with httpx.Client(verify=client_context(lab, cert), timeout=5) as client:
-        return client.get(f"https://{service('echo').endpoint(1).address}/", headers=headers)
-
-
-def handshake_refusal(lab, cert: Path | None) -> str:
-    """What a direct TLS client of echo-1 is told, from the handshake to the first read."""
-    host, port = service("echo").endpoint(1).host, service("echo").endpoint(1).port
-    try:
-        with socket.create_connection((host, port), timeout=5) as raw, \
-                client_context(lab, cert).wrap_socket(raw, server_hostname=host) as tls:
-            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            return f"answered: {tls.recv(100)!r}"
-    except (ssl.SSLError, OSError) as exc:
-        return str(exc)
-
-
-def serial_served(lab, cert: Path) -> int:
-    endpoint = service("echo").endpoint(1)
-    with socket.create_connection((endpoint.host, endpoint.port), timeout=5) as raw, \
-            client_context(lab, cert).wrap_socket(raw, server_hostname=endpoint.host) as tls:
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    from cryptography import x509
-
-    return x509.load_der_x509_certificate(der).serial_number
 
 
 def test_https_at_the_gateway_with_a_certificate_from_the_lab_ca(secured):
@@ -111,30 +65,23 @@ def test_mtls_on_and_off_under_load_refuses_direct_callers(secured, tmp_path):
     direct = lab.load(f"http://{service('echo').endpoint(1).address}/", rps=20, seconds=0.5)
     assert (direct["status"] == 0).all(), direct["status"].value_counts()
     assert lab.load(ECHO, rps=20, seconds=0.5)["status"].eq(200).all()
-    stranger = pki.make_ca("another CA", _now(), dt.timedelta(hours=1))
-    lab_ca = certs.load_ca(lab.backend.state)
-    refusals = {
-        "no certificate": handshake_refusal(lab, None),
-        "another CA's": handshake_refusal(lab, bundle(tmp_path, "other", pki.issue(
-            stranger, "gateway", (pki.CLIENT,), _now(), dt.timedelta(minutes=5)))),
-        "expired": handshake_refusal(lab, bundle(tmp_path, "expired", pki.issue(
-            lab_ca, "gateway", (pki.CLIENT,), _now() - dt.timedelta(minutes=10),
-            dt.timedelta(minutes=5)))),
-    }
-    assert "alert certificate required" in refusals["no certificate"], refusals
-    assert "alert unknown ca" in refusals["another CA's"], refusals
-    assert "alert certificate expired" in refusals["expired"], refusals
+    callers = client_certificates(lab, tmp_path)
+    told = {caller: direct_call(lab, "echo", 1, cert) for caller, cert in callers.items()}
+    assert told == {
+        "no certificate": "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "another CA's": "TLSV1_ALERT_UNKNOWN_CA",
+        "lab CA's, expired": "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "lab CA's, not the gateway": "HTTP/1.1 200 OK",
+    }, told
     with grpc.insecure_channel(service("routeguide").endpoint(1).address) as channel, \
             pytest.raises(grpc.RpcError) as refused:
         pb_grpc.RouteGuideStub(channel).GetFeature(pb.Point(), timeout=2)
     assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
 
     # a lab-CA certificate that is not the gateway's is served, but not believed
-    learner = bundle(tmp_path, "learner", pki.issue(lab_ca, "learner", (pki.CLIENT,), _now(),
-                                                    dt.timedelta(minutes=5)))
-    assert direct_https(lab, learner).status_code == 200
-    forged = direct_https(lab, learner, **{SUBJECT_HEADER: "admin"})
-    assert forged.status_code == 403, forged.text
+    learner = callers["lab CA's, not the gateway"]
+    forged = direct_call(lab, "echo", 1, learner, {SUBJECT_HEADER: "admin"})
+    assert forged == "HTTP/1.1 403 Forbidden", forged
     lab.policies.require("echo", "echo:read")  # the gateway's identity headers still count
     token = lab.token(["echo:read"])
     with httpx.Client(timeout=5) as client:
@@ -148,10 +95,11 @@ def test_mtls_on_and_off_under_load_refuses_direct_callers(secured, tmp_path):
              timeout=20, diagnose=lambda: str(_echo_up(lab)))
 
     # renewed under load: every instance serves its new certificate, nothing fails
-    before = serial_served(lab, learner)
+    assert learner is not None
+    before = served_serial(lab, "echo", 1, learner)
     load = lab.start_load(ECHO, rps=40, seconds=12)
     lab.security.rotate()
-    wait_for(lambda: serial_served(lab, learner) != before,
+    wait_for(lambda: served_serial(lab, "echo", 1, learner) not in (before, None),
              what="echo-1 to serve its renewed certificate", timeout=10)
     lab.security.rotate()
     frame = load.result()
@@ -173,7 +121,3 @@ def test_bad_switch_values_are_refused(secured):
 def _echo_up(lab) -> set[float]:
     frame = lab.metrics('up{job="services", service="echo"}')
     return set(frame["value"]) if not frame.empty else set()
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
