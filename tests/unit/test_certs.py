@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from labstack import tls
 
 from labkit import certs, pki
 from labkit.errors import LabError
@@ -96,11 +97,8 @@ def _serve_once(context: ssl.SSLContext) -> tuple[int, threading.Thread, list]:
 
 
 def _server_context(state: Path) -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_verify_locations(certs.ca_file(state))
-    context.load_cert_chain(certs.instance_file(state, "echo-1"))
-    return context
+    """What an echo instance serves mTLS with (labstack.tls), on the lab's files."""
+    return tls.server_context(tls.TlsFiles(str(certs.folder(state)), "echo-1"))
 
 
 def _client_context(state: Path, bundle: Path | None) -> ssl.SSLContext:
