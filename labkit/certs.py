@@ -1,5 +1,5 @@
 """The lab's TLS files: its CA, made at each fresh `up`, and the short-lived certificates it
-signs, renewed by the `certs` program (`python -m labkit.certs`) every third of their life.
+signs, renewed by the `certs` program (labkit.certs.main) every third of their life.
 
     .lab/tls/                          0700, the lab owner's only
         ca.pem, ca-key.pem             the lab CA (the key 0600; the CA lives 30 days)
@@ -22,6 +22,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import ssl
 import sys
 import time
@@ -191,6 +192,7 @@ def age(state: Path) -> float:
 
 def prepare(state: Path) -> None:
     """At a fresh `up`, before Traefik starts: a new CA, every certificate, mTLS off."""
+    shutil.rmtree(folder(state), ignore_errors=True)  # nothing the last CA signed stays
     make_ca(state)
     renew(state)
     set_mtls(state, False)
@@ -223,7 +225,9 @@ def _now() -> dt.datetime:
 
 
 def main() -> None:
-    """The `certs` program: renew every certificate every RENEW_EVERY, forever."""
+    """The `certs` program: renew every certificate every RENEW_EVERY, forever (run as
+    `python -c "from labkit.certs import main; main()"`: labkit's package imports this module,
+    which `-m` would then run a second time)."""
     state = Path(os.environ["LABKIT_STACK"])
     block = blocks.recorded(state)
     if block is None:

@@ -64,7 +64,7 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
         ],
         "traefik": [paths.executable("traefik"), f"--configFile={state / 'traefik.yml'}"],
         # renews the lab's certificates (labkit.certs); started with the infrastructure
-        CERTS_PROGRAM: [sys.executable, "-m", "labkit.certs"],
+        CERTS_PROGRAM: [sys.executable, "-c", "from labkit.certs import main; main()"],
     }
 
 
