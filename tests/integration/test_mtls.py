@@ -5,6 +5,9 @@ scraping, certificates renewed under load without a failed request, and switched
 
 from __future__ import annotations
 
+import os
+import time
+
 import grpc
 import httpx
 import pytest
@@ -12,8 +15,11 @@ from labstack import routeguide_pb2 as pb
 from labstack import routeguide_pb2_grpc as pb_grpc
 from labstack.identity import SUBJECT_HEADER
 
+from labkit import certs
+from labkit.backends.local_config import CERTS_PROGRAM, infra_name
 from labkit.demos.mtls import REFUSED, client_certificates, direct_call, served_serial
 from labkit.errors import LabError
+from labkit.kv import etcd_client
 from labkit.topology import infra, service
 from labkit.waits import wait_for
 
@@ -120,3 +126,26 @@ def test_bad_switch_values_are_refused(secured):
 def _echo_up(lab) -> set[float]:
     frame = lab.metrics('up{job="services", service="echo"}')
     return set(frame["value"]) if not frame.empty else set()
+
+
+def test_the_certs_program_renews_what_is_due_and_points_the_gateway_at_it(secured):
+    lab = secured
+    state, program = lab.backend.state, infra_name(CERTS_PROGRAM)
+    assert lab.backend.supervisor.info(program)["statename"] == "RUNNING"
+    current = certs.generation(state)
+    due = time.time() - 2 * certs.RENEW_EVERY.total_seconds()
+    os.utime(certs.gateway_client_file(state, current), (due, due))  # as if long ago
+    lab.backend.supervisor.stop(program, wait=True)  # it sleeps until the next renewal is due:
+    lab.backend.supervisor.start(program)  # a restart makes it look now
+    wait_for(lambda: certs.generation(state) == current + 1,
+             what="the certs program to renew what is due", timeout=15,
+             diagnose=lambda: lab.backend.log_tail("certs"))
+    wanted = str(certs.gateway_client_file(state, current + 1))
+    key = "traefik/http/serversTransports/echo/certificates/0/certFile"
+    wait_for(lambda: _etcd_value(key) == wanted, what="the gateway's keys to follow", timeout=5)
+    assert lab.load(ECHO, rps=20, seconds=0.5)["status"].eq(200).all()
+
+
+def _etcd_value(key: str) -> str | None:
+    found = etcd_client().get(key)
+    return found[0].decode() if found else None
