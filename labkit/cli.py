@@ -9,6 +9,7 @@ import time
 import pandas as pd
 
 from . import links, ownership
+from .backends.local_config import CERTS_PROGRAM
 from .errors import LabError
 from .lab import Lab
 from .topology import INFRA_COMPONENTS, MAX_REPLICAS, SERVICES, infra
@@ -17,11 +18,11 @@ from .topology import INFRA_COMPONENTS, MAX_REPLICAS, SERVICES, infra
 def _programs() -> str:
     """Every program the stack runs, as a learner would type it."""
     instances = ", ".join(f"{name}-1..{name}-{MAX_REPLICAS}" for name in SERVICES)
-    return f"supervisord, {', '.join(INFRA_COMPONENTS)}, {instances}"
+    return f"supervisord, {', '.join(INFRA_COMPONENTS)}, {CERTS_PROGRAM}, {instances}"
 
 
 def _is_program(name: str) -> bool:
-    if name == "supervisord" or name in INFRA_COMPONENTS:
+    if name in ("supervisord", CERTS_PROGRAM) or name in INFRA_COMPONENTS:
         return True
     service_name, _, slot = name.rpartition("-")
     return service_name in SERVICES and slot.isdigit() and 1 <= int(slot) <= MAX_REPLICAS

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from . import auth, keyspace
+from . import auth, certs, keyspace, paths
 from .errors import LabError
 from .kv import etcd_client, put_atomically, transact
 from .topology import SERVICES, Service, infra
@@ -25,7 +25,12 @@ VERSION_ROUTER_PRIORITY = 1000
 
 def health_check_keys(service: Service, balancer: str | None = None) -> dict[str, str]:
     """Traefik's active health check: liveness over HTTP, or the gRPC health protocol.
-    `balancer`: one of the service's version load balancers instead of the whole fleet's."""
+    `balancer`: one of the service's version load balancers instead of the whole fleet's.
+    None for a gRPC service on mTLS: Traefik 3.7 dials gRPC health checks without its
+    serversTransport's client certificate, so every instance would be marked down; the
+    registry's lease takes a dead one out instead (labkit.security)."""
+    if service.protocol == "grpc" and certs.mtls(paths.state_dir()):
+        return {}
     prefix = f"{keyspace.balancer(balancer or service.name)}/loadBalancer/healthCheck"
     keys = {f"{prefix}/interval": HEALTH_CHECK_INTERVAL, f"{prefix}/timeout": HEALTH_CHECK_TIMEOUT}
     if service.protocol == "grpc":
@@ -39,10 +44,14 @@ def route_keys(service: Service) -> dict[str, str]:
     """Host-based router plus an (initially empty), health-checked load-balanced service;
     and per version, a load balancer over its instances only, with a router that a request
     carrying `X-Version: <version>` takes (testers reach a version whatever the split)."""
-    keys: dict[str, str] = {}
+    # the service's serversTransport: lab.policies.timeout sets its timeouts, labkit.certs its
+    # TLS (the lab CA, the gateway's client certificate); declared here so that it exists
+    # without either (200 is Traefik's default)
+    keys = {f"{keyspace.transport(service.name)}/maxIdleConnsPerHost": "200"}
     # services first: a router naming a missing service is a (transient) Traefik error
     for balancer in (service.name, *map(service.version_service, service.versions)):
         keys[f"{keyspace.balancer(balancer)}/loadBalancer/passHostHeader"] = "true"
+        keys[f"{keyspace.balancer(balancer)}/loadBalancer/serversTransport"] = service.name
         keys.update(health_check_keys(service, balancer))
     router = keyspace.router(service.name)
     keys.update({
@@ -115,6 +124,9 @@ class Gateway:
         if not isinstance(enabled, bool):
             raise LabError(f"enabled must be True or False, got {enabled!r}")
         service = known_service(name)
+        if enabled and not health_check_keys(service):
+            raise LabError(f"{service.name} has no active health check on mTLS (see "
+                           "labkit.security): its instances leave when their lease does")
         declared: dict[str, str] = {}
         for balancer in (service.name, *map(service.version_service, service.versions)):
             declared.update(health_check_keys(service, balancer))

@@ -15,6 +15,8 @@ from collections import deque
 import httptools
 import httpx
 
+from .certs import trusting_the_lab
+
 # (status, error kind, X-Instance, X-Version); status 0 when no response came
 Outcome = tuple[int, str, str, str]
 TIMEOUT: Outcome = (0, "timeout", "", "")
@@ -37,8 +39,8 @@ class HttpSender:
         self.local_addr = (source_address, 0) if source_address else None
         self.timeout, self.trace_sample = timeout, trace_sample
         self.max_connections = max_connections
-        # loading CA certificates is slow: once per run; the same trust as labkit's other clients
-        self.ssl = httpx.create_ssl_context() if parsed.scheme == "https" else None
+        # loading CA certificates is slow: once per run; the system's and the lab's CA
+        self.ssl = trusting_the_lab() if parsed.scheme == "https" else None
         self.head = (
             b"GET " + parsed.raw_path + b" HTTP/1.1\r\n"
             b"Host: " + (host.encode() if host else parsed.netloc) + b"\r\n"

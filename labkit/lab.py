@@ -35,6 +35,7 @@ from .load import run_load
 from .metrics import Prometheus
 from .policies import Policies
 from .registry import Registry
+from .security import Security
 from .servicelock import ServiceLock, every_service
 from .telemetry import Telemetry, When
 from .telemetry_settings import TelemetrySettings
@@ -83,6 +84,7 @@ class Lab:
         self.prometheus = Prometheus()
         self.store = Telemetry()  # traces and logs, from the telemetry store
         self._tokens = Tokens(self.backend.state)  # the auth service's token endpoint
+        self.security = Security(self.backend, self.gateway, self.progress)  # mTLS to the instances
         self._deployments = Deployments(self.backend, self.progress, self._etcd,
                                         prometheus=self.prometheus)
         self.uis = links.uis()
@@ -222,14 +224,13 @@ class Lab:
         """The registry's view and the gateway's, side by side: one row per address either
         of them knows, with the lease's TTL left and Traefik's status for it."""
         svc = service(name)
-        registered = self.instances(name)
-        registered["url"] = f"{svc.server_scheme}://" + registered["address"]
-        routed = pd.DataFrame(
-            list(self.gateway.servers(name).items()), columns=["url", "gateway"]
-        )
-        view = registered.merge(routed, on="url", how="outer")
+        registered = self.instances(svc.name)
+        routed = pd.DataFrame(  # by address: http, h2c or, on mTLS, https (lab.security)
+            [(url.split("://", 1)[-1], status)
+             for url, status in self.gateway.servers(svc.name).items()],
+            columns=["address", "gateway"])
+        view = registered.merge(routed, on="address", how="outer")
         view["gateway"] = view["gateway"].fillna("not routed")
-        view["address"] = view["url"].str.split("://").str[1]
         return view[["address", "instance", "pid", "lease_ttl_s", "gateway"]]
 
     # ---- faults (see labkit.faults) --------------------------------------
@@ -604,8 +605,10 @@ def gateway_target(url: str) -> tuple[str, str | None]:
                        "(e.g. 'http://echo.localhost/' or 'grpc://routeguide.localhost')")
     if not parts.hostname.endswith(".localhost"):
         return url, None
-    scheme = "grpc" if parts.scheme == "grpc" else "http"
-    gateway = urlunsplit((scheme, infra().gateway.address, parts.path or "/", parts.query, ""))
+    # https: the gateway's TLS entry point, with its certificate from the lab CA
+    entry = infra().gateway_tls if parts.scheme == "https" else infra().gateway
+    scheme = "grpc" if parts.scheme == "grpc" else parts.scheme
+    gateway = urlunsplit((scheme, entry.address, parts.path or "/", parts.query, ""))
     return gateway, parts.hostname
 
 

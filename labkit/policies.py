@@ -121,7 +121,6 @@ class Policies:
             settings["idleConnTimeout"] = _duration("idle", idle)
         transport = policy_keys.transport(name)
         keys = {f"{transport}/forwardingTimeouts/{k}": v for k, v in settings.items()}
-        keys[f"{policy_keys.balancer(name)}/serversTransport"] = name
         self._change(name, "timeout", keys)
 
     def retry(self, service: str, attempts: int = 3, initial_interval: Duration = "100ms") -> None:

@@ -89,8 +89,9 @@ def prefixes(service: str) -> dict[str, str]:
     owners.update({gate_router(service, g): g for g in GATES})
     owners.update(dict.fromkeys(version_router_lists(service), AUTH))
     owners.update({
-        f"{transport(service)}/": "timeout",
-        f"{balancer(service)}/serversTransport": "timeout",
+        # the transport itself and the load balancers' reference to it are the gateway's
+        # (labkit.gateway.route_keys), its TLS labkit.certs'
+        f"{transport(service)}/forwardingTimeouts/": "timeout",
         f"{balancer(service)}/strategy": "strategy",
         f"{balancer(service)}/sticky/": "sticky",
         router_list(service): ROUTER,

@@ -104,8 +104,8 @@ def _balancer_difference(service: str, state: Mapping[str, str], shown: dict) ->
     balancer = policy_keys.balancer(service)
     wanted = {
         "strategy": state.get(f"{balancer}/strategy", "wrr"),  # Traefik's default
-        "serversTransport": f"{service}@etcd" if f"{balancer}/serversTransport" in state
-        else None,
+        # declared with the routes (labkit.gateway.route_keys): the timeouts are in it
+        "serversTransport": f"{service}@etcd",
         "sticky": state.get(f"{balancer}/sticky/cookie/name"),
     }
     actual = {

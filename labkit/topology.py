@@ -122,11 +122,6 @@ class Service:
         """The gateway's load balancer over this version's instances only."""
         return f"{self.name}-{version}"
 
-    @property
-    def server_scheme(self) -> str:
-        """The scheme Traefik uses to reach an instance (h2c = gRPC over cleartext HTTP/2)."""
-        return "h2c" if self.protocol == "grpc" else "http"
-
 
 @dataclass(frozen=True)
 class Infra:
@@ -135,6 +130,7 @@ class Infra:
     etcd: Endpoint
     etcd_peer: Endpoint
     gateway: Endpoint
+    gateway_tls: Endpoint  # HTTPS, with a certificate from the lab CA (labkit.certs)
     traefik_api: Endpoint
     traefik_standin_api: Endpoint  # a second Traefik's, while it replaces the first (reload)
     promsd: Endpoint
@@ -146,13 +142,15 @@ class Infra:
         return {
             "etcd": self.etcd, "etcd peer": self.etcd_peer, "promsd": self.promsd,
             "prometheus": self.prometheus, "telemetry": self.telemetry,
-            "traefik web": self.gateway, "traefik api": self.traefik_api,
+            "traefik web": self.gateway, "traefik websecure": self.gateway_tls,
+            "traefik api": self.traefik_api,
             "traefik stand-in api": self.traefik_standin_api,
         }
 
 
 INFRA_PORTS = {
     "etcd": 2379, "etcd_peer": 2380, "gateway": 8000, "traefik_api": 8081, "promsd": 8082,
+    "gateway_tls": 8443,
     "traefik_standin_api": 8083,
     # 9095, not 9090: a system Prometheus installed by the OS package may hold 9090
     "prometheus": 9095,

@@ -74,6 +74,8 @@ def test_notebook(lab, notebook: Path, variant: str) -> None:
     declared_stack(lab)
     for name in SERVICES:
         lab.policies.clear(name)
+    if lab.security.mtls():  # like a policy, heal() leaves it (notebook 16 switches it)
+        lab.security.mtls(False)
 
 
 def test_every_pattern_notebook_has_a_switch_and_a_second_parameter_set() -> None:

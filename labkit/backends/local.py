@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import block_claims, blocks, limits, paths, processes, servicelock
+from .. import block_claims, blocks, certs, limits, paths, processes, servicelock
 from ..errors import LabError
 from ..gateway import Gateway
 from ..limits import Limits
@@ -152,7 +152,8 @@ class LocalBackend:
         pids = {o["name"]: o["pid"] for o in orphans}
         behind = [c for c in INFRA_COMPONENTS if c != "traefik"]  # etcd first
         with ThreadPoolExecutor(len(behind)) as pool:
-            list(pool.map(_stop_orphan, [pids[c] for c in behind if c in pids]))
+            list(pool.map(_stop_orphan, [pids[c] for c in (*behind, local_config.CERTS_PROGRAM)
+                                         if c in pids]))
         self._start_components(behind[:1], progress)
         self._start_components(behind[1:], progress)
         self.supervisor.start(infra_name("traefik"))
@@ -164,6 +165,7 @@ class LocalBackend:
                      diagnose=lambda: self.describe(infra_name("traefik"), "traefik"))
             _stop_orphan(pids["traefik"])
         self._wait_healthy("traefik")
+        self.supervisor.start(infra_name(local_config.CERTS_PROGRAM))
         progress("infrastructure supervised again")
         with ThreadPoolExecutor(len(SERVICES)) as pool:
             list(pool.map(lambda svc: self._adopt_instances(svc, pids, progress),
@@ -203,8 +205,8 @@ class LocalBackend:
                           json={"unready": True}, timeout=2).raise_for_status()
             except httpx.HTTPError:
                 continue  # it does not answer (paused, hung): it is stopped as it is
-            gone.add(_server_url(service, slot))
-        wait_for(lambda: not gone & set(self.gateway.servers(service.name)),
+            gone.add(_server_address(service, slot))
+        wait_for(lambda: not gone & _addresses(self.gateway.servers(service.name)),
                  what=f"the gateway to drop {sorted(gone)}", timeout=START_TIMEOUT)
 
     def _claim_block(self, adopting: bool) -> block_claims.Claim:
@@ -283,6 +285,8 @@ class LocalBackend:
         # the lab's files are its user's alone: no other user may read or drive it
         self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state.chmod(0o700)
+        if fresh:
+            certs.prepare(self.state)  # a new lab CA: nothing an earlier run signed is trusted
         local_config.write_all(self.state)
         blocks.record(self.state, self.block)
         progress("starting supervisord")
@@ -310,7 +314,10 @@ class LocalBackend:
             self._start_components(["etcd"], progress)
             # Traefik backs off for seconds if its prefix is empty when it starts
             self.gateway.write_routes()
+            certs.publish(self.state, certs.generation(self.state))
         self._start_components([c for c in missing if c != "etcd"], progress)
+        if states.get(local_config.CERTS_PROGRAM) != "RUNNING":
+            self.supervisor.start(infra_name(local_config.CERTS_PROGRAM))
 
     def _start_components(self, components: list[str], progress: Progress) -> None:
         started = time.monotonic()
@@ -412,9 +419,9 @@ class LocalBackend:
         self._unroute(service, slots)
         for slot in slots:
             self.supervisor.stop(instance_name(service, slot))
-        gone = {_server_url(service, slot) for slot in slots}
+        gone = {_server_address(service, slot) for slot in slots}
         wait_for(
-            lambda: not gone & set(self.gateway.servers(service.name)),
+            lambda: not gone & _addresses(self.gateway.servers(service.name)),
             what=f"the gateway to drop {sorted(gone)}", timeout=START_TIMEOUT,
         )
         # then let them drain and exit, so that no caller sees a half-stopped instance
@@ -430,13 +437,13 @@ class LocalBackend:
         """Wait until each instance is registered (by its current pid) and in Traefik's view."""
         def all_routed() -> bool:
             registered = {(r["slot"], r["pid"]) for r in self.registry.records(service.name)}
-            routed = self.gateway.servers(service.name)
+            routed = _addresses(self.gateway.servers(service.name))
             for slot in slots:
                 name = instance_name(service, slot)
                 info = self._fail_if_crashed(name, f"{service.name}-{slot}")
                 if (
                     (slot, info["pid"]) not in registered
-                    or _server_url(service, slot) not in routed
+                    or _server_address(service, slot) not in routed
                     # supervisord calls a process RUNNING once it has lived `startsecs`
                     or info["statename"] != "RUNNING"
                 ):
@@ -639,8 +646,14 @@ def instance_endpoints(service: Service, slots: Iterable[int]) -> list[tuple[str
     ]
 
 
-def _server_url(service: Service, slot: int) -> str:
-    return f"{service.server_scheme}://{service.endpoint(slot).address}"
+def _server_address(service: Service, slot: int) -> str:
+    return service.endpoint(slot).address
+
+
+def _addresses(server_urls: Iterable[str]) -> set[str]:
+    """The addresses of the gateway's servers, whatever their scheme (http or https: on
+    mTLS, see labkit.security)."""
+    return {url.split("://", 1)[-1] for url in server_urls}
 
 
 def _router_names(api: str) -> set[str] | None:

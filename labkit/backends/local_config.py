@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import auth, keyspace, links, paths, telemetry_settings
+from .. import auth, certs, keyspace, links, paths, telemetry_settings
 from ..durations import go
 from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
@@ -63,7 +63,12 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
             "--log.level=warn",
         ],
         "traefik": [paths.executable("traefik"), f"--configFile={state / 'traefik.yml'}"],
+        # renews the lab's certificates (labkit.certs); started with the infrastructure
+        CERTS_PROGRAM: [sys.executable, "-c", "from labkit.certs import main; main()"],
     }
+
+
+CERTS_PROGRAM = "certs"
 
 
 def faults_file(state: Path, service: Service, slot: int) -> Path:
@@ -98,6 +103,7 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_OTLP_ENDPOINT": infra().telemetry.url,
         "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
         "LAB_TELEMETRY_FILE": str(telemetry_settings.settings_file(state)),
+        "LAB_TLS_DIR": str(certs.folder(state)),  # mTLS or not, and this slot's certificate
         **registration_environment(service, slot),
     }
     if service.metrics_port is not None:
@@ -216,7 +222,8 @@ def traefik_static(state: Path) -> dict:
                 # stop within a second at `down`, instead of Traefik's default 10 s grace
                 "transport": {"lifeCycle": {"graceTimeOut": "1s"}},
             }
-            for name, endpoint in (("web", infra().gateway), ("traefik", infra().traefik_api))
+            for name, endpoint in (("web", infra().gateway), ("websecure", infra().gateway_tls),
+                                   ("traefik", infra().traefik_api))
         },
         "api": {"dashboard": True, "insecure": True},
         "ping": {"entryPoint": "traefik"},
@@ -257,6 +264,13 @@ def traefik_static(state: Path) -> dict:
     # every request's X-Auth-* headers removed before any router: only the auth service's
     # answer to forwardAuth sets them (labkit.auth), so a client cannot forge an identity
     static["entryPoints"]["web"]["http"] = {"middlewares": auth.entry_point_middlewares()}
+    # HTTPS: the websecure entry point ends TLS (labkit.certs) and hands each connection to
+    # the web one with a PROXY protocol header naming the real client, so every route,
+    # policy and client-IP rule applies to HTTPS as it is, once. Traefik dials from
+    # 127.0.0.1: only its PROXY headers are read (a loopback client could pick that source
+    # address, but it can pick any source address in 127.0.0.0/8 anyway)
+    static["entryPoints"]["web"]["proxyProtocol"] = {
+        "trustedIPs": sorted({f"{infra().gateway_tls.host}/32", "127.0.0.1/32"})}
     return static
 
 
@@ -326,6 +340,13 @@ def prometheus_config(state: Path) -> dict:
                 "http_sd_configs": [
                     {"url": f"{infra().promsd.url}/targets", "refresh_interval": "2s"}
                 ],
+                # for instances on mTLS (promsd sets their __scheme__ to https): the lab CA,
+                # and a client certificate of Prometheus's own, which it re-reads when renewed
+                "tls_config": {
+                    "ca_file": str(certs.ca_file(state)),
+                    "cert_file": str(certs.prometheus_file(state)),
+                    "key_file": str(certs.prometheus_file(state)),
+                },
             },
         ],
     }

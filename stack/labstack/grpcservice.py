@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import filters, server_interceptor
 from prometheus_client import Counter, Histogram, start_http_server
 
+from . import tls
 from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
 from .otel import REQUEST_ID, REQUEST_ID_HEADER, REQUEST_LOG, new_request_id
@@ -151,11 +152,20 @@ def _record(labels: tuple[str, str, str], code: grpc.StatusCode, start: float) -
 
 
 def grpc_urls(settings: Settings) -> dict[str, str]:
-    """The registry's url (h2c: gRPC over cleartext HTTP/2, as Traefik names it) and metrics_url."""
+    """The registry's url (h2c: gRPC over cleartext HTTP/2, as Traefik names it; https: on
+    mTLS) and metrics_url (a side port Traefik never routes to: plain HTTP either way)."""
     return {
-        "url": f"h2c://{settings.address}",
+        "url": f"{'https' if tls.files(settings) else 'h2c'}://{settings.address}",
         "metrics_url": f"http://{settings.host}:{settings.metrics_port}/metrics",
     }
+
+
+def add_port(server: grpc.Server, lifecycle: Lifecycle) -> None:
+    """The service port: mTLS (a client certificate from the lab CA required) or h2c."""
+    if lifecycle.tls is None:
+        server.add_insecure_port(lifecycle.settings.address)
+    else:
+        server.add_secure_port(lifecycle.settings.address, tls.grpc_credentials(lifecycle.tls))
 
 
 def serve_grpc(

@@ -22,7 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import tls
 from .faults import FaultState
+from .identity import GATEWAY_NAME, SCOPES_HEADER, SUBJECT_HEADER
 from .metrics import LATENCY_BUCKETS
 from .otel import REQUEST_ID, REQUEST_ID_HEADER, REQUEST_LOG, new_request_id
 from .runtime import GRACE_SECONDS, STARTUP_TIMEOUT, Lifecycle
@@ -134,6 +136,29 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
 
 
+class IdentityGuard:
+    """On mTLS, identity headers (labstack.identity) count only from the gateway's own client
+    certificate: any other caller that sends them (a client of the lab CA such as Prometheus,
+    or a forged request) gets 403. Without mTLS every loopback caller is believed, as before.
+    """
+
+    def __init__(self, app: ASGIApp, mtls: bool) -> None:
+        self.app = app
+        self.mtls = mtls
+        self.refusal = JSONResponse(
+            {"error": "identity headers are accepted only from the gateway, over mTLS"},
+            status_code=403)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.mtls and scope["type"] == "http":
+            headers = Headers(scope=scope)
+            claims = SUBJECT_HEADER in headers or SCOPES_HEADER in headers
+            if claims and tls.peer_name(scope) != GATEWAY_NAME:
+                await self.refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def service_routes(lifecycle: Lifecycle) -> list[BaseRoute]:
     """/health (liveness), /ready (readiness) and /metrics, the same for every HTTP service."""
 
@@ -171,14 +196,15 @@ def create_app(
             ),
             Middleware(RequestContextMiddleware),
             Middleware(RedMiddleware),
+            Middleware(IdentityGuard, mtls=lifecycle.tls is not None),
         ],
         lifespan=lifespan,
     )
 
 
 def http_urls(settings: Settings) -> dict[str, str]:
-    """The registry's url and metrics_url for an HTTP service."""
-    url = f"http://{settings.address}"
+    """The registry's url and metrics_url for an HTTP service (https: on mTLS)."""
+    url = f"{'https' if tls.files(settings) else 'http'}://{settings.address}"
     return {"url": url, "metrics_url": f"{url}/metrics"}
 
 
@@ -207,6 +233,7 @@ async def _serve(app: ASGIApp, settings: Settings, lifecycle: Lifecycle) -> None
         timeout_graceful_shutdown=GRACE_SECONDS,  # type: ignore[arg-type]
         # uvicorn adds these to every response, error pages included.
         headers=[("X-Instance", settings.instance_id), ("X-Version", settings.version)],
+        **_tls_options(lifecycle.tls),
     )
     server = _Server(config)
     lifecycle.start_admin()
@@ -230,6 +257,17 @@ async def _serve(app: ASGIApp, settings: Settings, lifecycle: Lifecycle) -> None
     server.should_exit = True
     await asyncio.wait_for(serving, timeout=GRACE_SECONDS + 2)
     log.info("shutdown: done")
+
+
+def _tls_options(files: tls.TlsFiles | None) -> dict[str, Any]:
+    """uvicorn's options for mTLS (a context that re-reads the renewed certificate, and a
+    protocol that tells the app who the client is), or none for plain HTTP."""
+    if files is None:
+        return {}
+    context = tls.server_context(files)
+    tls.keep_fresh(context, files)
+    return {"ssl_context_factory": lambda _config, _default: context,
+            "http": tls.PeerNamingProtocol}
 
 
 async def _run_uvicorn(server: uvicorn.Server) -> int | str | None:

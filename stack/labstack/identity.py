@@ -8,3 +8,4 @@ labstack.tokens so that a service reading them does not load the cryptography.
 
 SUBJECT_HEADER = "X-Auth-Subject"  # the token's subject (its `sub` claim)
 SCOPES_HEADER = "X-Auth-Scopes"  # the scopes it grants, space-separated
+GATEWAY_NAME = "gateway"  # the gateway's client certificate's common name (on mTLS, labkit.certs)

@@ -14,7 +14,7 @@ import signal
 import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import etcd3gw
 from etcd3gw.exceptions import Etcd3Exception
@@ -31,12 +31,12 @@ ETCD_TIMEOUT = 2.0  # below Prometheus' default http_sd refresh timeout
 
 def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """http_sd target groups, one per metrics address; the newest registration wins."""
-    newest: dict[str, tuple[dict[str, Any], str]] = {}
+    newest: dict[str, tuple[dict[str, Any], SplitResult]] = {}
     for record in records:
         metrics = urlsplit(record["metrics_url"])
         current = newest.get(metrics.netloc)
         if current is None or record["started_at"] > current[0]["started_at"]:
-            newest[metrics.netloc] = (record, metrics.path or "/metrics")
+            newest[metrics.netloc] = (record, metrics)
     return [
         {
             "targets": [address],
@@ -44,10 +44,13 @@ def targets(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "service": record["service"],
                 "lab_instance": record["instance"],
                 "version": record["version"],
-                "__metrics_path__": path,
+                "__metrics_path__": metrics.path or "/metrics",
+                # an instance on mTLS serves its metrics over it too (labkit.certs gives
+                # Prometheus a client certificate)
+                "__scheme__": metrics.scheme or "http",
             },
         }
-        for address, (record, path) in sorted(newest.items())
+        for address, (record, metrics) in sorted(newest.items())
     ]
 
 

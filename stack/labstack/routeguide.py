@@ -19,7 +19,13 @@ from grpc_reflection.v1alpha import reflection
 from . import routeguide_pb2 as pb
 from . import routeguide_pb2_grpc as pb_grpc
 from .features import FEATURES
-from .grpcservice import InstanceInterceptor, grpc_urls, serve_grpc, tracing_interceptor
+from .grpcservice import (
+    InstanceInterceptor,
+    add_port,
+    grpc_urls,
+    serve_grpc,
+    tracing_interceptor,
+)
 from .runtime import Lifecycle, bootstrap
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["RouteGuide"].full_name
@@ -117,7 +123,7 @@ def main() -> None:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    server.add_insecure_port(settings.address)
+    add_port(server, lifecycle)
     serve_grpc(server, health_servicer, [SERVICE_NAME], settings, lifecycle)
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 
-from . import admin
+from . import admin, tls
 from .faults import FaultState, parse_faults_file
 from .hog import Hog
 from .logs import configure_logging, describe_error
@@ -76,6 +76,7 @@ class Lifecycle:
 
     def __init__(self, settings: Settings, *, url: str, metrics_url: str) -> None:
         self.settings = settings
+        self.tls = tls.files(settings)  # mTLS or not is decided once, at start
         self._listening = threading.Event()  # set from serving() until withdraw()
         self._watchers: list[Callable[[], None]] = []
         self.faults = FaultState(on_change=self._changed)

@@ -50,6 +50,7 @@ class Settings:
     server_keys: tuple[str, ...] = ()  # where to publish this instance's URL ({version}, {pid})
     registry_key: str | None = None  # where to write its registry record ({version}, {pid})
     registry_prefix: str | None = None  # under which every registry record lives (promsd)
+    tls_dir: str | None = None  # the lab's TLS files: mTLS or not, and this slot's certificate
 
     @property
     def instance_id(self) -> str:
@@ -102,6 +103,7 @@ class Settings:
             server_keys=tuple(reader.key_template("LAB_SERVER_KEYS").split()),
             registry_key=reader.key_template("LAB_REGISTRY_KEY") or None,
             registry_prefix=source.get("LAB_REGISTRY_PREFIX", "").strip() or None,
+            tls_dir=source.get("LAB_TLS_DIR", "").strip() or None,
         )
         if settings.admin_port and settings.admin_port in (settings.port, settings.metrics_port):
             # The admin API must never be reachable where the gateway or Prometheus send traffic.

@@ -33,7 +33,7 @@ def test_targets_keep_the_newest_record_per_metrics_address() -> None:
                 "service": "echo",
                 "lab_instance": "echo-1",
                 "version": "v2",
-                "__metrics_path__": "/metrics",
+                "__metrics_path__": "/metrics", "__scheme__": "http",
             },
         },
         {
@@ -42,7 +42,7 @@ def test_targets_keep_the_newest_record_per_metrics_address() -> None:
                 "service": "routeguide",
                 "lab_instance": "routeguide-1",
                 "version": "v1",
-                "__metrics_path__": "/metrics",
+                "__metrics_path__": "/metrics", "__scheme__": "http",
             },
         },
     ]
@@ -61,7 +61,7 @@ def test_serves_registered_instances_as_targets(etcd: Etcd, spawn) -> None:
             "service": "echo",
             "lab_instance": "echo-6",
             "version": "v2",
-            "__metrics_path__": "/metrics",
+            "__metrics_path__": "/metrics", "__scheme__": "http",
         },
     } in groups
 

@@ -39,7 +39,8 @@ def test_the_labs_generated_configurations_have_no_high_finding(tmp_path):
     assert {f"[program:{svc.instance_id(slot)}]" for svc in SERVICES.values()
             for slot in range(1, MAX_REPLICAS + 1)} <= programs
     traefik = {leaf.value for leaf in listening if leaf.file == "traefik.yml"}
-    assert traefik == {infra().gateway.address, infra().traefik_api.address}
+    assert traefik == {infra().gateway.address, infra().gateway_tls.address,
+                       infra().traefik_api.address}
 
 
 def test_the_labs_accepted_medium_findings_are_the_unauthenticated_control_apis(tmp_path):

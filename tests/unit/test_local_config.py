@@ -53,9 +53,11 @@ def test_recording_rules_cover_each_level_of_the_red_views():
         assert used <= set(records[:position]), rule["record"]
 
 
-def test_route_keys_define_the_service_before_the_router():
+def test_route_keys_define_the_transport_and_service_before_the_router():
     keys = list(route_keys(service("echo")))
-    assert keys[0].startswith("traefik/http/services/echo/")
+    first_router = next(i for i, k in enumerate(keys) if k.startswith("traefik/http/routers/"))
+    assert keys[0].startswith("traefik/http/serversTransports/echo/")
+    assert "traefik/http/services/echo/loadBalancer/serversTransport" in keys[:first_router]
     assert "traefik/http/routers/echo/rule" in keys
 
 

@@ -41,11 +41,6 @@ def test_every_instance_has_its_own_address_in_its_labs_block():
         assert len(set(bound)) == len(bound), "two components would bind the same address"
 
 
-def test_grpc_instances_are_reached_over_h2c():
-    assert service("routeguide").server_scheme == "h2c"
-    assert service("echo").server_scheme == "http"
-
-
 def test_localhost_urls_go_through_the_gateway_with_a_host_header():
     gateway = infra().gateway.url  # this process's lab's
     assert gateway_target("http://echo.localhost/") == (f"{gateway}/", "echo.localhost")
