@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import block_claims, blocks, certs, limits, paths, processes, servicelock
+from .. import block_claims, blocks, certs, limits, paths, processes, reuseport, servicelock
 from ..errors import LabError
 from ..gateway import Gateway
 from ..limits import Limits
@@ -156,13 +156,16 @@ class LocalBackend:
                                          if c in pids]))
         self._start_components(behind[:1], progress)
         self._start_components(behind[1:], progress)
+        if "traefik" in pids:
+            self._send_new_connections_to(reuseport.FIRST)  # the orphan, while its successor starts
         self.supervisor.start(infra_name("traefik"))
         if "traefik" in pids:
             # the successor has its routes once supervisord calls it RUNNING (alive for
-            # `startsecs`); then the orphan stops accepting and finishes what it has
+            # `startsecs`); then it takes new connections, and the orphan finishes what it has
             wait_for(lambda: self.supervisor.info(infra_name("traefik"))["statename"]
                      == "RUNNING", what="the new traefik to run", timeout=START_TIMEOUT,
                      diagnose=lambda: self.describe(infra_name("traefik"), "traefik"))
+            self._send_new_connections_to(reuseport.SECOND)
             _stop_orphan(pids["traefik"])
         self._wait_healthy("traefik")
         self.supervisor.start(infra_name(local_config.CERTS_PROGRAM))
@@ -330,8 +333,10 @@ class LocalBackend:
     def reload_gateway(self, progress: Progress) -> None:
         """Regenerate Traefik's static configuration and restart it on it, without a gap: a
         stand-in on the new configuration serves beside it (their entry points reuse the
-        port) from when it has every route until the restarted one has them too."""
+        port) from when it has every route until the restarted one has them too; new
+        connections go to the one that serves (labkit.reuseport)."""
         local_config.write_traefik_static(self.state)
+        self._send_new_connections_to(reuseport.FIRST)
         command = [paths.executable("traefik"),
                    f"--configFile={self.state / 'traefik-standin.yml'}"]
         # the lab's marker (not a program's): `down` reaps it should this call die midway
@@ -342,10 +347,13 @@ class LocalBackend:
         try:
             self._wait_routers(infra().traefik_standin_api.url, expected, "the stand-in gateway",
                                stand_in)
+            self._send_new_connections_to(reuseport.SECOND)
             self.supervisor.stop(infra_name("traefik"), wait=True)
+            self._send_new_connections_to(reuseport.FIRST)  # the stand-in, now alone
             self.supervisor.start(infra_name("traefik"))
             self._wait_routers(infra().traefik_api.url, expected, "the restarted gateway",
                                stand_in)
+            self._send_new_connections_to(reuseport.SECOND)
             # and supervised again (RUNNING after `startsecs`), as status() will show it
             wait_for(lambda: self.supervisor.info(infra_name("traefik"))["statename"]
                      == "RUNNING", what="supervisord to call the restarted gateway RUNNING",
@@ -354,6 +362,12 @@ class LocalBackend:
         finally:
             processes.stop_child(stand_in, grace=STOP_TIMEOUT)
         progress("gateway restarted on its new configuration, without a gap")
+
+    @staticmethod
+    def _send_new_connections_to(place: int) -> None:
+        """Of two Traefiks on the gateway's ports, to the one at `place` (labkit.reuseport)."""
+        for endpoint in (infra().gateway, infra().gateway_tls):
+            reuseport.send_new_connections_to(endpoint, place)
 
     def _wait_routers(self, api: str, expected: set[str], what: str,
                       stand_in: subprocess.Popen) -> None:
