@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import psutil
 
+from . import privileges
 from .errors import LabError
 
 if TYPE_CHECKING:
@@ -162,6 +163,8 @@ def enforce(limits: Limits, block: int, instance_id: str, pid: int | None) -> st
         groups = _instance_groups(block, instance_id)
         for group in groups.values():
             group.mkdir(parents=True, exist_ok=True)
+            # the start command joins it as the programs' user (labkit.privileges)
+            privileges.hand_over(group / "cgroup.procs", privileges.service_user())
         memory = -1 if limits.memory_mb is None else int(limits.memory_mb * 2**20)
         _write(groups["memory"] / "memory.limit_in_bytes", memory)
         _write(groups["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
