@@ -20,12 +20,13 @@ def processes(backend: LocalBackend) -> pd.DataFrame:
     """One row per process of the lab (supervisord, each program and its children): program,
     pid, user."""
     rows = []
-    programs = [("supervisord", backend.supervisor.pid())]
-    programs += [(p["name"], p["pid"]) for p in backend.processes() if p["pid"]]
-    for program, pid in programs:
+    programs = [(p["name"], p["pid"]) for p in backend.processes() if p["pid"]]
+    for program, pid in [("supervisord", backend.supervisor.pid()), *programs]:
         try:
             parent = psutil.Process(pid)
-            family = [parent, *parent.children(recursive=True)]
+            # supervisord's children are the programs, listed under their own names
+            family = [parent] if program == "supervisord" else [
+                parent, *parent.children(recursive=True)]
         except psutil.NoSuchProcess:
             continue
         for proc in family:
@@ -49,9 +50,16 @@ def listening(backend: LocalBackend) -> pd.DataFrame:
             rows.append({"program": owners[conn.pid], "pid": conn.pid,
                          "protocol": "tcp" if conn.type == socket.SOCK_STREAM else "udp",
                          "address": address, "port": port,
-                         "loopback": ipaddress.ip_address(address).is_loopback})
+                         "loopback": _is_loopback(address)})
     columns = ["program", "pid", "protocol", "address", "port", "loopback"]
     return pd.DataFrame(rows, columns=columns).sort_values(["program", "port"], ignore_index=True)
+
+
+def _is_loopback(address: str) -> bool:
+    """127.0.0.0/8 or ::1, also as an IPv4-mapped IPv6 address (gRPC's sockets show so)."""
+    ip = ipaddress.ip_address(address)
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return (mapped or ip).is_loopback
 
 
 def secrets(state: Path) -> pd.DataFrame:
