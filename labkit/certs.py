@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 from labstack.identity import GATEWAY_NAME
 
-from . import blocks, keyspace, paths, pki
+from . import blocks, keyspace, paths, pki, privileges
 from .kv import etcd_client, put_atomically
 from .topology import MAX_REPLICAS, SERVICES, infra
 
@@ -71,9 +71,15 @@ def _write_private(path: Path, data: bytes) -> None:
     """Replace `path` in one rename, readable by its owner only from the first byte."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial.unlink(missing_ok=True)  # a leftover of a killed writer
+    # O_EXCL | O_NOFOLLOW: never through a link planted in the folder (it may be the
+    # programs' user's, labkit.privileges)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
+        owner = path.parent.stat()
+        if os.geteuid() == 0:  # labkit as root writes for the programs' user, who owns it
+            os.fchown(file.fileno(), owner.st_uid, owner.st_gid)
     os.replace(partial, path)
 
 
@@ -190,9 +196,11 @@ def age(state: Path) -> float:
     return time.time() - newest.stat().st_mtime if newest.exists() else float("inf")
 
 
-def prepare(state: Path) -> None:
-    """At a fresh `up`, before Traefik starts: a new CA, every certificate, mTLS off."""
+def prepare(state: Path, user: privileges.User | None = None) -> None:
+    """At a fresh `up`, before Traefik starts: a new CA, every certificate, mTLS off; the
+    folder `user`'s (the programs' when labkit is root: the certs program renews into it)."""
     shutil.rmtree(folder(state), ignore_errors=True)  # nothing the last CA signed stays
+    privileges.private_folder(folder(state), user)
     make_ca(state)
     renew(state)
     set_mtls(state, False)

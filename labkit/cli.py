@@ -30,6 +30,8 @@ def _is_program(name: str) -> bool:
 
 def _logs(lab: Lab, program: str | None, lines: int) -> None:
     logged = sorted(p.stem for p in (lab.backend.state / "logs").glob("*.log"))
+    if lab.backend.log_path("supervisord").exists():  # root's, beside the programs' logs
+        logged.insert(0, "supervisord")
     if program is None:
         print("logs available:", ", ".join(logged) or "none (is the stack up?)")
         return

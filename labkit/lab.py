@@ -77,7 +77,8 @@ class Lab:
         """Clients of the lab's components, at the addresses of the backend's block."""
         self._etcd = etcd_client()  # one client for the registry, policies and deployments
         self.registry = Registry(self._etcd)
-        self._admin = AdminApi()  # the instances' admin APIs (faults, telemetry settings)
+        # the instances' admin APIs (faults, telemetry settings), with the lab's token
+        self._admin = AdminApi(self.backend.state)
         self._faults = Faults(self.backend, self.progress, self._admin)
         self.gateway = Gateway()
         self.policies = Policies(self._etcd)  # timeouts, retries, breakers, limits, at the gateway

@@ -19,6 +19,7 @@ import functools
 import os
 import re
 import resource
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import psutil
 
+from . import privileges
 from .errors import LabError
 
 if TYPE_CHECKING:
@@ -162,6 +164,8 @@ def enforce(limits: Limits, block: int, instance_id: str, pid: int | None) -> st
         groups = _instance_groups(block, instance_id)
         for group in groups.values():
             group.mkdir(parents=True, exist_ok=True)
+            # the start command joins it as the programs' user (labkit.privileges)
+            privileges.hand_over(group / "cgroup.procs", privileges.service_user())
         memory = -1 if limits.memory_mb is None else int(limits.memory_mb * 2**20)
         _write(groups["memory"] / "memory.limit_in_bytes", memory)
         _write(groups["cpu"] / "cpu.cfs_period_us", CPU_PERIOD_US)
@@ -185,11 +189,28 @@ def _address_space(pid: int, size: int | None) -> None:
             return
         raise LabError("memory limits need Linux here (prlimit); this system has neither "
                        "writable cgroups nor prlimit")
-    _soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+    try:
+        _soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+    except PermissionError:  # another user's process, and no CAP_SYS_RESOURCE (a container)
+        _address_space_as_its_user(pid, size)
+        return
     if size is not None and hard != resource.RLIM_INFINITY:
         size = min(size, hard)
     resource.prlimit(pid, resource.RLIMIT_AS,
                      (resource.RLIM_INFINITY if size is None else size, hard))
+
+
+def _address_space_as_its_user(pid: int, size: int | None) -> None:
+    """The soft limit set by util-linux's prlimit run as the process's own user (the
+    programs' user, labkit.privileges), which may change its limits without privileges."""
+    proc = psutil.Process(pid)
+    soft = "unlimited" if size is None else str(size)
+    done = subprocess.run(["prlimit", f"--pid={pid}", f"--as={soft}:"],  # "N:": the soft only
+                          user=proc.uids().real, group=proc.gids().real, extra_groups=[],
+                          capture_output=True, text=True, timeout=10, check=False)
+    if done.returncode != 0:
+        raise LabError(f"could not set the address-space limit of pid {pid} to {soft}: "
+                       f"{done.stderr.strip()}")
 
 
 def _write(path: Path, value: int) -> None:

@@ -17,6 +17,7 @@ Linux only; elsewhere the spread remains and a restart can answer a few 404s.
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 import sys
@@ -28,9 +29,11 @@ BPF_RET_K = 0x06  # BPF_RET | BPF_K: return a constant
 FIRST, SECOND = 0, 1  # places among the listeners, in the order they came
 
 
-def send_new_connections_to(endpoint: Endpoint, place: int) -> bool:
+def send_new_connections_to(endpoint: Endpoint, place: int, owner: int | None = None) -> bool:
     """Every new connection to `endpoint` goes to the listener at `place` (FIRST or SECOND;
-    with fewer listeners, the kernel's spread). False where the platform cannot do this."""
+    with fewer listeners, the kernel's spread). `owner`: the uid the listeners belong to, when
+    not this process's (the kernel joins only sockets of one user; root may choose). False
+    where the platform cannot do this."""
     if not sys.platform.startswith("linux"):
         return False
     program = ctypes.create_string_buffer(struct.pack("HBBI", BPF_RET_K, 0, 0, place))
@@ -39,6 +42,8 @@ def send_new_connections_to(endpoint: Endpoint, place: int) -> bool:
     # so it receives nothing once the program is on (a connection spread to it in the
     # microseconds before would be reset when it closes), and leaves the program behind.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as anchor:
+        if owner is not None:
+            os.fchown(anchor.fileno(), owner, -1)
         anchor.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         anchor.bind((endpoint.host, endpoint.port))
         anchor.listen(1)

@@ -32,6 +32,28 @@ if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   "$VENV/bin/nbstripout" --install
 fi
 
+# Run by root, labkit runs the lab's programs as this unprivileged system user (see
+# labkit/privileges.py; without it they run as `nobody`)
+if [ "$(id -u)" = 0 ] && ! id labkit >/dev/null 2>&1 && command -v useradd >/dev/null 2>&1; then
+  echo "setup: creating the system user 'labkit' that the lab's programs run as under root"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin labkit
+fi
+# ... who must reach the interpreter and the repository (e.g. a pyenv Python under /root):
+# let that user alone through each folder in the way (an ACL: search, not listing)
+if [ "$(id -u)" = 0 ] && id labkit >/dev/null 2>&1; then
+  for _ in 1 2 3 4 5 6 7 8; do
+    step=$("$VENV/bin/python" -c 'from labkit import privileges as p
+user = p.service_user(); print((user and p.blocked(user, p.programs_need())) or "")')
+    [ -n "$step" ] || break
+    if ! command -v setfacl >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq --no-install-recommends acl >/dev/null 2>&1
+    fi
+    echo "setup: letting user 'labkit' through $step (setfacl -m u:labkit:x)"
+    setfacl -m u:labkit:x "$step"
+  done
+fi
+
 bash scripts/stubs.sh "$VENV/bin/python"
 
 # Prometheus is required; wrk only sharpens bench/gateway_overhead.py; chromium runs the

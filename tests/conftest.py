@@ -117,6 +117,19 @@ def lab(session_lab):
     return session_lab
 
 
+@pytest.fixture
+def state_folder() -> Iterator[Path]:
+    """A fresh state folder for another lab, under TEST_STATE rather than tmp_path: run by
+    root, a lab's programs run as an unprivileged user (labkit.privileges), who may not enter
+    pytest's owner-only temporary folders (/tmp/pytest-of-root is 0700)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    folder = TEST_STATE / f"other-{worker}-{secrets.token_hex(4)}"
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class JupyterServer:
     origin: str  # http://127.0.0.1:<port>

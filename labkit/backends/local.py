@@ -23,7 +23,18 @@ from pathlib import Path
 import httpx
 import psutil
 
-from .. import block_claims, blocks, certs, limits, paths, processes, reuseport, servicelock
+from .. import (
+    admin_token,
+    block_claims,
+    blocks,
+    certs,
+    limits,
+    paths,
+    privileges,
+    processes,
+    reuseport,
+    servicelock,
+)
 from ..errors import LabError
 from ..gateway import Gateway
 from ..limits import Limits
@@ -52,7 +63,6 @@ def health_url(component: str) -> str:
 START_TIMEOUT = 20.0
 REPLICAS_FILE = "replicas.json"  # the replica count asked for each service (scale, or up)
 LIMITS_FILE = "limits.json"  # the resource limits set on each service (lab.limits)
-TELEMETRY_FILES = ("telemetry.sqlite", "telemetry.sqlite-wal", "telemetry.sqlite-shm")
 STOP_TIMEOUT = 15.0  # above supervisord's stopwaitsecs, after which it SIGKILLs
 
 
@@ -205,7 +215,8 @@ class LocalBackend:
         for slot in slots:
             try:
                 httpx.put(f"{service.admin_endpoint(slot).url}/admin/faults",
-                          json={"unready": True}, timeout=2).raise_for_status()
+                          json={"unready": True}, headers=admin_token.headers(self.state),
+                          timeout=2).raise_for_status()
             except httpx.HTTPError:
                 continue  # it does not answer (paused, hung): it is stopped as it is
             gone.add(_server_address(service, slot))
@@ -278,19 +289,23 @@ class LocalBackend:
         # traces, so that what a learner sees is this run only
         if fresh:
             self._remove_limit_groups()  # a crashed run's, before its record goes
-        for stale in ("etcd", "prometheus", "logs", "faults", "releases", "limits",
-                      REPLICAS_FILE, LIMITS_FILE, *TELEMETRY_FILES) if fresh else ():
+        for stale in ("etcd", "prometheus", "logs", "faults", "releases", "limits", "telemetry",
+                      local_config.SUPERVISORD_LOG, REPLICAS_FILE, LIMITS_FILE) if fresh else ():
             path = self.state / stale
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-        # the lab's files are its user's alone: no other user may read or drive it
-        self.state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.state.chmod(0o700)
-        if fresh:
-            certs.prepare(self.state)  # a new lab CA: nothing an earlier run signed is trusted
-        local_config.write_all(self.state)
+        # the lab's files are its user's alone: no other user may read or drive it (when
+        # root, its programs run as an unprivileged user: labkit.privileges)
+        user = privileges.service_user()
+        privileges.check_reachable(user, [self.state.parent, paths.REPO, paths.BIN])
+        privileges.lock_state(self.state, user)
+        if fresh:  # a new lab CA: nothing an earlier run signed is trusted
+            certs.prepare(self.state, user)
+        local_config.write_all(self.state, user)
+        if fresh or not admin_token.path(self.state).exists():
+            admin_token.make(self.state, user)
         blocks.record(self.state, self.block)
         progress("starting supervisord")
         conf = self.state / "supervisord.conf"
@@ -340,9 +355,12 @@ class LocalBackend:
         command = [paths.executable("traefik"),
                    f"--configFile={self.state / 'traefik-standin.yml'}"]
         # the lab's marker (not a program's): `down` reaps it should this call die midway
+        user = privileges.service_user()  # as the supervised Traefik runs
         stand_in = subprocess.Popen(
             local_config.logged_command(command, self.log_path("traefik-standin")),
-            env={**os.environ, local_config.STATE_ENV: str(self.state)}, start_new_session=True)
+            env={**os.environ, local_config.STATE_ENV: str(self.state)}, start_new_session=True,
+            user=None if user is None else user.uid, group=None if user is None else user.gid,
+            extra_groups=None if user is None else [])
         expected = _router_names(infra().traefik_api.url) or set()
         try:
             self._wait_routers(infra().traefik_standin_api.url, expected, "the stand-in gateway",
@@ -366,8 +384,9 @@ class LocalBackend:
     @staticmethod
     def _send_new_connections_to(place: int) -> None:
         """Of two Traefiks on the gateway's ports, to the one at `place` (labkit.reuseport)."""
+        user = privileges.service_user()  # Traefik's, when labkit is root
         for endpoint in (infra().gateway, infra().gateway_tls):
-            reuseport.send_new_connections_to(endpoint, place)
+            reuseport.send_new_connections_to(endpoint, place, user.uid if user else None)
 
     def _wait_routers(self, api: str, expected: set[str], what: str,
                       stand_in: subprocess.Popen) -> None:
@@ -603,6 +622,8 @@ class LocalBackend:
         return sorted(found, key=lambda p: p["name"])
 
     def log_path(self, program: str) -> Path:
+        if program == "supervisord":
+            return self.state / local_config.SUPERVISORD_LOG
         return self.state / "logs" / f"{program}.log"
 
     def log_tail(self, program: str, lines: int = 20) -> str:

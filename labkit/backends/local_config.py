@@ -12,12 +12,16 @@ from pathlib import Path
 
 import yaml
 
-from .. import auth, certs, keyspace, links, paths, telemetry_settings
+from .. import admin_token, auth, certs, keyspace, links, paths, telemetry_settings
 from ..durations import go
+from ..privileges import User, private_folder
 from ..topology import LEASE_TTL_SECONDS, MAX_REPLICAS, RULES, SERVICES, Service, infra
 
 STATE_ENV = "LABKIT_STACK"  # inherited by every process of the stack, so `down` can find strays
 PROGRAM_ENV = "LABKIT_PROGRAM"  # each process's program ("traefik", "echo-2"), to name orphans
+SUPERVISORD_LOG = "supervisord.log"  # in the state folder, root's: not among the programs' logs
+# the folders the programs write (run as another user when labkit is root: see labkit.privileges)
+PROGRAM_FOLDERS = ("logs", "etcd", "prometheus", "telemetry", auth.SERVICE)
 
 
 def program_name(service: Service, slot: int) -> str:
@@ -49,7 +53,7 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
             sys.executable, "-m", "labstack.telemetry",
             "--host", infra().telemetry.host, "--port", str(infra().telemetry.port),
             # emptied at each fresh `up` (see LocalBackend); bounded while it runs
-            "--db", str(state / "telemetry.sqlite"), "--max-age", "3600",
+            "--db", str(state / "telemetry" / "telemetry.sqlite"), "--max-age", "3600",
             "--max-bytes", str(256 * 1024 * 1024),
         ],
         "prometheus": [
@@ -99,6 +103,7 @@ def instance_environment(state: Path, service: Service, slot: int) -> dict[str, 
         "LAB_LEASE_TTL": str(LEASE_TTL_SECONDS),
         "LAB_GATEWAY": infra().gateway.url,
         "LAB_ADMIN_PORT": str(service.admin_endpoint(slot).port),
+        "LAB_ADMIN_TOKEN_FILE": str(admin_token.path(state)),
         "LAB_FAULTS_FILE": str(faults_file(state, service, slot)),
         "LAB_OTLP_ENDPOINT": infra().telemetry.url,
         "LAB_RELEASE_FILE": str(release_file(state, service, slot)),
@@ -146,9 +151,9 @@ def logged_command(command: list[str], log: Path, limits: Path | None = None) ->
     return ["/bin/sh", "-c", script, "sh", str(limits), str(log), *command]
 
 
-def _program(name: str, command: list[str], log: Path, env: dict[str, str] | None = None,
-             limits: Path | None = None) -> dict:
-    program = {
+def _program(name: str, command: list[str], log: Path, user: User | None,
+             env: dict[str, str] | None = None, limits: Path | None = None) -> dict:
+    program: dict[str, object] = {
         # supervisord splits the command like a shell and expands %(...)s in it
         "command": shlex.join(logged_command(command, log, limits)).replace("%", "%%"),
         "directory": str(paths.REPO),
@@ -163,18 +168,20 @@ def _program(name: str, command: list[str], log: Path, env: dict[str, str] | Non
         "redirect_stderr": "true",
         "stdout_logfile": "NONE",  # the process writes `log` itself
     }
+    if user is not None:
+        program["user"] = user.name  # supervisord (root) drops to it before the exec
     program["environment"] = _env_value({PROGRAM_ENV: name, **(env or {})})
     return program
 
 
-def supervisord_conf(state: Path) -> str:
+def supervisord_conf(state: Path, user: User | None = None) -> str:
     logs = state / "logs"
     sections = [
         _ini_section("unix_http_server", {"file": state / "supervisor.sock", "chmod": "0700"}),
         _ini_section(
             "supervisord",
             {
-                "logfile": logs / "supervisord.log",
+                "logfile": state / SUPERVISORD_LOG,
                 "pidfile": state / "supervisord.pid",
                 "childlogdir": logs,
                 "environment": _env_value({STATE_ENV: str(state), "PYTHONUNBUFFERED": "1"}),
@@ -194,7 +201,7 @@ def supervisord_conf(state: Path) -> str:
     }
     for name, command in infra_commands(state).items():
         env = promsd_env if name == "promsd" else None
-        options = _program(name, command, logs / f"{name}.log", env)
+        options = _program(name, command, logs / f"{name}.log", user, env)
         sections.append(_ini_section(f"program:{name}", options))
     for service in SERVICES.values():
         programs = [program_name(service, slot) for slot in range(1, MAX_REPLICAS + 1)]
@@ -204,7 +211,7 @@ def supervisord_conf(state: Path) -> str:
             env = instance_environment(state, service, slot)
             sections.append(
                 _ini_section(f"program:{program}",
-                             _program(program, command, logs / f"{program}.log", env,
+                             _program(program, command, logs / f"{program}.log", user, env,
                                       limits_file(state, service, slot)))
             )
     return "\n".join(sections)
@@ -366,10 +373,12 @@ def write_traefik_static(state: Path) -> None:
         yaml.safe_dump(traefik_standin_static(state), sort_keys=False))
 
 
-def write_all(state: Path) -> None:
-    """Write every generated file into the state folder."""
-    (state / "logs").mkdir(parents=True, exist_ok=True)
-    (state / "supervisord.conf").write_text(supervisord_conf(state))
+def write_all(state: Path, user: User | None = None) -> None:
+    """Write every generated file into the state folder, and make the folders the programs
+    write, theirs alone (`user`'s, when labkit is root)."""
+    for folder in PROGRAM_FOLDERS:
+        private_folder(state / folder, user)
+    (state / "supervisord.conf").write_text(supervisord_conf(state, user))
     write_traefik_static(state)
     (state / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(state), sort_keys=False))
     (state / "rules.yml").write_text(yaml.safe_dump(recording_rules(), sort_keys=False))

@@ -1,5 +1,5 @@
 """The admin API: read and change an instance's injected faults and telemetry settings, for
-loopback callers only.
+loopback callers that present the lab's admin token only.
 
 It listens on LAB_HOST:LAB_ADMIN_PORT, apart from the service port, so the
 gateway never routes to it and its requests never show up in RED metrics.
@@ -16,11 +16,16 @@ gateway never routes to it and its requests never show up in RED metrics.
 state = {"latency": {...} | null, "error_rate", "unready", "leak_mb_per_s", "cpu_burn",
          "slow_start_remaining_s", "ready", "leaked_mb", "instance"}. Errors are
 {"error": "..."}: 400 invalid body (nothing changed), 403 caller outside 127.0.0.0/8,
-404 another path, 405 another method.
+401 no `Authorization: Bearer <token>`, 403 another token, 404 another path, 405 another method.
+
+The token is the lab's (labkit writes it at `up` into its state folder, owner-only), read once
+at start from the file LAB_ADMIN_TOKEN_FILE names: being on loopback is not enough, since
+every local user's processes are there too.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import json
 import logging
@@ -43,6 +48,7 @@ TELEMETRY = "/admin/telemetry"
 MAX_BODY = 4096  # bytes; a valid update is well under 200
 REQUEST_TIMEOUT = 5.0  # seconds a client may take to send its request before its thread is freed
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+BEARER = "Bearer "
 
 
 def is_loopback(address: str) -> bool:
@@ -60,11 +66,12 @@ def start_admin(
     settings: Settings, faults: FaultState, status: Callable[[], dict[str, Any]]
 ) -> None:
     """Serve the admin API from a daemon thread; exit 1 if its address cannot be bound."""
-    assert settings.admin_port is not None
+    assert settings.admin_port is not None and settings.admin_token_file is not None
     where = f"{settings.host}:{settings.admin_port}"
     try:
+        token = read_token(settings.admin_token_file)
         server = ThreadingHTTPServer(
-            (settings.host, settings.admin_port), _handler(settings, faults, status)
+            (settings.host, settings.admin_port), _handler(settings, faults, status, token)
         )
     except OSError as exc:
         error = describe_error(exc)
@@ -74,8 +81,17 @@ def start_admin(
     log.info("admin API serving", extra={"address": where})
 
 
+def read_token(path: str) -> str:
+    """The lab's admin token from `path`; an OSError if it is missing or empty."""
+    with open(path, encoding="ascii") as file:
+        token = file.read().strip()
+    if not token:
+        raise OSError(f"{path} is empty")
+    return token
+
+
 def _handler(
-    settings: Settings, faults: FaultState, status: Callable[[], dict[str, Any]]
+    settings: Settings, faults: FaultState, status: Callable[[], dict[str, Any]], token: str
 ) -> type[JsonHandler]:
     def state() -> dict[str, Any]:
         return {**faults.describe(), **status(), "instance": settings.instance_id}
@@ -123,10 +139,18 @@ def _handler(
                                       f"{TELEMETRY}"})
 
         def _resource(self) -> str | None:
-            """The path of a loopback caller on one of the API's paths; anything else is
-            answered here (None)."""
+            """The path of a loopback caller with the lab's token on one of the API's paths;
+            anything else is answered here (None)."""
             if not is_loopback(self.client_address[0]):
                 self._send(403, {"error": "the admin API answers 127.0.0.0/8 clients only"})
+                return None
+            presented = self.headers.get("Authorization", "")
+            if not presented.startswith(BEARER):
+                self._send(401, {"error": "the admin API needs the lab's admin token: "
+                                          "Authorization: Bearer <token>"})
+                return None
+            if not hmac.compare_digest(presented[len(BEARER):].encode(), token.encode()):
+                self._send(403, {"error": "wrong admin token: not this lab's"})
                 return None
             path = urlsplit(self.path).path
             if path not in (FAULTS, TELEMETRY):

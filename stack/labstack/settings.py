@@ -40,6 +40,7 @@ class Settings:
     drain_seconds: float = 0.3
     metrics_port: int | None = None
     admin_port: int | None = None
+    admin_token_file: str | None = None  # the lab's admin token (labkit writes it at `up`)
     faults_file: str | None = None
     gateway: str | None = None
     text: str = "hello"
@@ -93,6 +94,7 @@ class Settings:
             drain_seconds=reader.seconds("LAB_DRAIN_SECONDS", default=0.3),
             metrics_port=reader.optional_port("LAB_METRICS_PORT"),
             admin_port=reader.optional_port("LAB_ADMIN_PORT"),
+            admin_token_file=source.get("LAB_ADMIN_TOKEN_FILE", "").strip() or None,
             faults_file=source.get("LAB_FAULTS_FILE", "").strip() or None,
             gateway=reader.optional_url("LAB_GATEWAY"),
             text=source.get("LAB_TEXT", "hello"),
@@ -108,6 +110,10 @@ class Settings:
         if settings.admin_port and settings.admin_port in (settings.port, settings.metrics_port):
             # The admin API must never be reachable where the gateway or Prometheus send traffic.
             reader.problems.append("LAB_ADMIN_PORT must differ from LAB_PORT and LAB_METRICS_PORT")
+        if settings.admin_port and not settings.admin_token_file:
+            # fail closed: an admin API without a token would answer any local process
+            reader.problems.append("LAB_ADMIN_TOKEN_FILE must name the file holding the admin "
+                                   "API's token (labkit writes it at `up`)")
         if reader.problems:
             raise SettingsError("invalid service configuration: " + "; ".join(reader.problems))
         return settings

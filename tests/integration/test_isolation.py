@@ -64,8 +64,8 @@ def run_other(env: dict[str, str], code: str, timeout: float = 120) -> str:
 
 @pytest.mark.live
 @pytest.mark.timeout(240)
-def test_two_labs_side_by_side_share_nothing(lab, tmp_path: Path) -> None:
-    other_env = {**os.environ, "LABKIT_STATE_DIR": str(tmp_path / "b")}
+def test_two_labs_side_by_side_share_nothing(lab, state_folder: Path) -> None:
+    other_env = {**os.environ, "LABKIT_STATE_DIR": str(state_folder)}
     down = [sys.executable, "-m", "labkit.cli", "down"]
     declared_stack(lab)
     try:

@@ -6,6 +6,7 @@ Every process a test starts is killed at teardown, and its log is printed if the
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -58,6 +59,9 @@ def spawn(
 ) -> Iterator[Callable[..., Service]]:
     """Start `python -m labstack.<name>` with LAB_* env; every process is killed at teardown."""
     started: list[Service] = []
+    admin_token = tmp_path / "admin-token"  # as labkit makes it at `up`: owner-only
+    admin_token.write_text(secrets.token_urlsafe(32))
+    admin_token.chmod(0o600)
 
     def start(name: str, **overrides: str) -> Service:
         env = {
@@ -74,6 +78,7 @@ def spawn(
         }
         # The admin API on port + 10000, as labkit's topology does, unless the test chose one.
         env.setdefault("LAB_ADMIN_PORT", str(int(env["LAB_PORT"]) + 10000))
+        env.setdefault("LAB_ADMIN_TOKEN_FILE", str(admin_token))
         # The etcd keys, as labkit's generated configuration passes them
         env = {**registration_environment(lab_service(name), int(env["LAB_SLOT"])),
                "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(), **env}

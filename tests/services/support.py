@@ -155,6 +155,16 @@ class Service:
     def admin_url(self) -> str:
         return f"http://{self.env['LAB_HOST']}:{self.env['LAB_ADMIN_PORT']}/admin/faults"
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """What labkit sends with an admin call: the lab's token (labkit.admin_token)."""
+        token = Path(self.env["LAB_ADMIN_TOKEN_FILE"]).read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def admin_put(self, body: Any, url: str | None = None) -> httpx.Response:
+        """PUT `body` on the admin API (its faults, unless `url` says), with the lab's token."""
+        return httpx.put(url or self.admin_url, headers=self.admin_headers, json=body, timeout=2)
+
     def logs(self) -> list[dict[str, Any]]:
         lines = self.log_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]

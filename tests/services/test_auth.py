@@ -118,9 +118,8 @@ def test_a_second_instance_shares_the_key(etcd: Etcd, spawn, service: Service,
 def test_injected_errors_and_latency_reach_the_verify_route(service: Service,
                                                             tmp_path: Path) -> None:
     token = issue(service, secret(tmp_path)).json()["access_token"]
-    httpx.put(service.admin_url, json={"error_rate": 1.0}, timeout=2).raise_for_status()
+    service.admin_put({"error_rate": 1.0}).raise_for_status()
     assert verify(service, token).status_code == 500
-    httpx.put(service.admin_url, json={"error_rate": 0, "latency": {"ms": 300}},
-              timeout=2).raise_for_status()
+    service.admin_put({"error_rate": 0, "latency": {"ms": 300}}).raise_for_status()
     answer = verify(service, token)
     assert answer.status_code == 200 and answer.elapsed.total_seconds() >= 0.3

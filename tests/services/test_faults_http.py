@@ -20,11 +20,11 @@ CLEAN = {"latency": None, "error_rate": 0.0, "unready": False, "leak_mb_per_s": 
 
 
 def put(service: Service, body: Any) -> httpx.Response:
-    return httpx.put(service.admin_url, json=body, timeout=2)
+    return httpx.put(service.admin_url, headers=service.admin_headers, json=body, timeout=2)
 
 
 def state(service: Service) -> dict[str, Any]:
-    return httpx.get(service.admin_url, timeout=2).json()
+    return httpx.get(service.admin_url, headers=service.admin_headers, timeout=2).json()
 
 
 def keys_of(etcd: Etcd, service: Service) -> set[str]:
@@ -48,10 +48,37 @@ def test_admin_api_has_its_own_port_and_answers_only_its_path(etcd: Etcd, spawn)
     assert httpx.get(f"{echo.url}/admin/faults", timeout=2).status_code == 404
     assert state(echo) == {**CLEAN, "ready": True, "instance": "echo-2"}
     admin = echo.admin_url.removesuffix("/admin/faults")
-    missing = httpx.get(f"{admin}/admin/fault", timeout=2)
+    missing = httpx.get(f"{admin}/admin/fault", headers=echo.admin_headers, timeout=2)
     assert missing.status_code == 404 and "/admin/faults" in missing.json()["error"]
-    post = httpx.post(echo.admin_url, json={}, timeout=2)
+    post = httpx.post(echo.admin_url, headers=echo.admin_headers, json={}, timeout=2)
     assert post.status_code == 405 and "GET, PUT or DELETE" in post.json()["error"]
+
+
+def test_admin_api_refuses_a_call_without_the_labs_token(etcd: Etcd, spawn) -> None:
+    echo = spawn("echo")
+    wait_registered(etcd, echo)
+    before = state(echo)
+    bad = {"error_rate": 1.0}
+    for headers, status in (({}, 401), ({"Authorization": "Bearer another-labs-token"}, 403),
+                            ({"Authorization": echo.admin_headers["Authorization"][:-1]}, 403),
+                            ({"Authorization": "token " + echo.admin_headers["Authorization"]
+                              .removeprefix("Bearer ")}, 401)):
+        for method in ("GET", "PUT", "DELETE"):
+            refused = httpx.request(method, echo.admin_url, headers=headers, json=bad, timeout=2)
+            assert refused.status_code == status, (method, headers, refused.text)
+            assert "token" in refused.json()["error"]
+    assert state(echo) == before, "a refused call changed nothing"
+    assert put(echo, bad).status_code == 200, "with the lab's token the same call is made"
+
+
+def test_admin_api_needs_a_token_file_and_fails_closed(etcd: Etcd, spawn, tmp_path) -> None:
+    unset = spawn("echo", LAB_ADMIN_TOKEN_FILE="")
+    assert unset.process.wait(timeout=10) == 2
+    assert "LAB_ADMIN_TOKEN_FILE must name the file" in unset.log_path.read_text()
+    absent = spawn("echo", LAB_SLOT="3", LAB_ADMIN_TOKEN_FILE=str(tmp_path / "none"))
+    assert absent.process.wait(timeout=10) != 0
+    (error,) = [line for line in absent.logs() if line["level"] == "error"]
+    assert error["msg"] == "cannot serve the admin API" and "none" in error["error"]
 
 
 def test_latency_delays_service_routes_only_and_blocks_nothing_else(etcd: Etcd, spawn) -> None:
@@ -111,7 +138,7 @@ def test_invalid_updates_answer_400_and_change_nothing(etcd: Etcd, spawn) -> Non
         b'{"eror_rate": 0.5}',
     ]
     for body in bad:
-        response = httpx.put(echo.admin_url, content=body, timeout=2)
+        response = httpx.put(echo.admin_url, headers=echo.admin_headers, content=body, timeout=2)
         assert response.status_code == 400, body
         assert response.headers["content-type"] == "application/json"
         assert response.json()["error"], body
@@ -147,7 +174,7 @@ def test_delete_clears_every_fault(etcd: Etcd, spawn) -> None:
     put(echo, {"latency": {"ms": 500, "distribution": "exponential"}, "error_rate": 1})
     put(echo, {"unready": True})
     wait_until(lambda: not ours & etcd.snapshot().keys(), "keys to go", 0.5)
-    cleared = httpx.delete(echo.admin_url, timeout=2)
+    cleared = httpx.delete(echo.admin_url, headers=echo.admin_headers, timeout=2)
     assert cleared.status_code == 200
     assert cleared.json() == {**CLEAN, "ready": True, "instance": "echo-1"}
     elapsed, root = timed_get(f"{echo.url}/")
@@ -189,7 +216,7 @@ def test_delete_ends_a_slow_start(etcd: Etcd, spawn, tmp_path) -> None:
     echo = spawn("echo", LAB_FAULTS_FILE=faults_file(tmp_path, '{"slow_start_s": 60}'))
     listening(echo)
     assert state(echo)["slow_start_remaining_s"] > 55
-    httpx.delete(echo.admin_url, timeout=2)
+    httpx.delete(echo.admin_url, headers=echo.admin_headers, timeout=2)
     wait_registered(etcd, echo, timeout=1)
     assert httpx.get(f"{echo.url}/ready", timeout=2).status_code == 200
 

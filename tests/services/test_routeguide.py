@@ -124,7 +124,7 @@ def test_sigterm_reports_not_serving_while_draining_then_exits_0(etcd: Etcd, spa
 
 def test_injected_errors_are_unavailable_but_spare_health_and_reflection(etcd: Etcd, spawn) -> None:
     service = start_routeguide(etcd, spawn, LAB_SLOT="6")
-    assert httpx.put(service.admin_url, json={"error_rate": 1}, timeout=2).status_code == 200
+    assert service.admin_put({"error_rate": 1}).status_code == 200
     with grpc.insecure_channel(f"{service.host}:15051") as channel:
         stub = pb_grpc.RouteGuideStub(channel)
         with pytest.raises(grpc.RpcError) as error:
@@ -147,7 +147,7 @@ def test_injected_errors_are_unavailable_but_spare_health_and_reflection(etcd: E
 
 def test_latency_delays_rpcs_in_parallel_but_not_health(etcd: Etcd, spawn) -> None:
     service = start_routeguide(etcd, spawn, LAB_SLOT="7")
-    httpx.put(service.admin_url, json={"latency": {"ms": 200}}, timeout=2)
+    service.admin_put({"latency": {"ms": 200}})
     with grpc.insecure_channel(f"{service.host}:15051") as channel:
         stub = pb_grpc.RouteGuideStub(channel)
         start = time.perf_counter()
@@ -181,10 +181,10 @@ def test_unready_reports_not_serving_and_withdraws_at_once(etcd: Etcd, spawn) ->
                 for name in ("", "routeguide.RouteGuide")
             }
 
-        httpx.put(service.admin_url, json={"unready": True}, timeout=2)
+        service.admin_put({"unready": True})
         wait_until(lambda: not ours & etcd.snapshot().keys(), "keys to go", 0.5, interval=0.005)
         assert statuses() == {NOT_SERVING}
         pb_grpc.RouteGuideStub(channel).GetFeature(point(FEATURES[0]), timeout=5)  # still alive
-        httpx.put(service.admin_url, json={"unready": False}, timeout=2)
+        service.admin_put({"unready": False})
         assert statuses() == {SERVING}
         wait_until(lambda: ours <= etcd.snapshot().keys(), "keys to return", 1.0)

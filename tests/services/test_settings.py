@@ -45,15 +45,19 @@ def test_optional_variables_are_validated() -> None:
 
 
 def test_admin_port_and_faults_file() -> None:
-    env = {**BASE, "LAB_ADMIN_PORT": "18080", "LAB_FAULTS_FILE": "/tmp/echo-2.json"}
+    env = {**BASE, "LAB_ADMIN_PORT": "18080", "LAB_FAULTS_FILE": "/tmp/echo-2.json",
+           "LAB_ADMIN_TOKEN_FILE": "/tmp/admin-token"}
     settings = Settings.from_env(env, needs=("LAB_ADMIN_PORT",))
     assert (settings.admin_port, settings.faults_file) == (18080, "/tmp/echo-2.json")
+    assert settings.admin_token_file == "/tmp/admin-token"
+    with pytest.raises(SettingsError, match="LAB_ADMIN_TOKEN_FILE must name the file"):
+        Settings.from_env({**env, "LAB_ADMIN_TOKEN_FILE": ""})
     with pytest.raises(SettingsError, match="LAB_ADMIN_PORT is not set"):
         Settings.from_env(BASE, needs=("LAB_ADMIN_PORT",))
     metrics = {"LAB_ADMIN_PORT": "9100", "LAB_METRICS_PORT": "9100"}
     for clash in ({"LAB_ADMIN_PORT": "8080"}, metrics):
         with pytest.raises(SettingsError, match="LAB_ADMIN_PORT must differ from LAB_PORT"):
-            Settings.from_env({**BASE, **clash})
+            Settings.from_env({**BASE, "LAB_ADMIN_TOKEN_FILE": "/tmp/admin-token", **clash})
 
 
 def test_registration_keys_may_only_name_version_and_pid() -> None:

@@ -28,11 +28,12 @@ def test_an_instance_starts_with_the_labs_file_and_changes_live(etcd: Etcd, spaw
     echo = spawn("echo", LAB_TELEMETRY_FILE=str(settings), LAB_TRACE_SAMPLE="1")
     wait_registered(etcd, echo)
     url = telemetry_url(echo)
-    assert httpx.get(url, timeout=2).json() == {"sample": 0.25, "log_level": "warning"}
-    changed = httpx.put(url, json={"sample": 0, "log_level": "INFO"}, timeout=2)
+    started = httpx.get(url, headers=echo.admin_headers, timeout=2).json()
+    assert started == {"sample": 0.25, "log_level": "warning"}
+    changed = echo.admin_put({"sample": 0, "log_level": "INFO"}, url)
     assert changed.status_code == 200
     assert changed.json() == {"sample": 0.0, "log_level": "info"}
-    assert httpx.get(url, timeout=2).json() == changed.json()
+    assert httpx.get(url, headers=echo.admin_headers, timeout=2).json() == changed.json()
 
 
 @pytest.mark.parametrize(("body", "message"), [
@@ -48,11 +49,11 @@ def test_a_bad_change_is_refused_whole(etcd: Etcd, spawn, body: dict, message: s
     echo = spawn("echo")
     wait_registered(etcd, echo)
     url = telemetry_url(echo)
-    before = httpx.get(url, timeout=2).json()
-    refused = httpx.put(url, json=body, timeout=2)
+    before = httpx.get(url, headers=echo.admin_headers, timeout=2).json()
+    refused = httpx.put(url, headers=echo.admin_headers, json=body, timeout=2)
     assert refused.status_code == 400 and message in refused.json()["error"]
-    assert httpx.get(url, timeout=2).json() == before
-    assert httpx.delete(url, timeout=2).status_code == 405
+    assert httpx.get(url, headers=echo.admin_headers, timeout=2).json() == before
+    assert httpx.delete(url, headers=echo.admin_headers, timeout=2).status_code == 405
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 1.0])

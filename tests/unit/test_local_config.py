@@ -9,7 +9,8 @@ import yaml
 from labkit import canary, dashboard
 from labkit.backends import local_config
 from labkit.gateway import route_keys
-from labkit.topology import MAX_REPLICAS, RULES, infra, service
+from labkit.privileges import User
+from labkit.topology import INFRA_COMPONENTS, MAX_REPLICAS, RULES, SERVICES, infra, service
 
 
 def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
@@ -25,6 +26,27 @@ def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
     assert f'LAB_HOST="{host}"' in env and 'LAB_PORT="8080"' in env
     # every process inherits the stack marker that `down` uses to reap strays
     assert local_config.STATE_ENV in conf.get("supervisord", "environment")
+
+
+def test_under_root_every_program_runs_as_the_unprivileged_user(tmp_path):
+    user = User("labkit", 999, 995)
+    conf = configparser.RawConfigParser()
+    conf.read_string(local_config.supervisord_conf(tmp_path, user))
+    programs = [s.removeprefix("program:") for s in conf.sections() if s.startswith("program:")]
+    certs = 1  # the certificates' renewer
+    assert len(programs) == len(INFRA_COMPONENTS) + certs + MAX_REPLICAS * len(SERVICES), programs
+    assert {conf.get(f"program:{p}", "user") for p in programs} == {"labkit"}
+    assert conf.get("unix_http_server", "chmod") == "0700"  # the control socket: root's only
+    assert "user" not in conf["supervisord"], "supervisord stays root: it starts them as user"
+    # not root: no user= at all (they run as labkit's own user, as before)
+    conf = configparser.RawConfigParser()
+    conf.read_string(local_config.supervisord_conf(tmp_path))
+    assert not [p for p in programs if conf.has_option(f"program:{p}", "user")]
+
+
+def test_every_instance_reads_the_labs_admin_token_from_the_state_folder(tmp_path):
+    env = local_config.instance_environment(tmp_path, service("echo"), 1)
+    assert env["LAB_ADMIN_TOKEN_FILE"] == str(tmp_path / "admin-token")
 
 
 def test_traefik_applies_registry_changes_without_throttling(tmp_path):
