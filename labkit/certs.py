@@ -69,7 +69,11 @@ def gateway_client_file(state: Path, generation: int) -> Path:
 
 def _write_private(path: Path, data: bytes) -> None:
     """Replace `path` in one rename, readable by its owner only from the first byte."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700)
+        if os.geteuid() == 0:  # owned as the folder it is in (the programs' user's)
+            above = path.parent.parent.stat()
+            os.chown(path.parent, above.st_uid, above.st_gid)
     partial = path.with_name(f".{path.name}.{os.getpid()}")
     partial.unlink(missing_ok=True)  # a leftover of a killed writer
     # O_EXCL | O_NOFOLLOW: never through a link planted in the folder (it may be the
