@@ -51,8 +51,14 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def configure_logging(settings: Settings, level: int = logging.INFO) -> logging.Logger:
-    """Route all logging (ours, uvicorn's, libraries') through the JSON formatter."""
+# Libraries that log one record per successful call (httpx: "HTTP Request: GET ..." at info):
+# kept for LAB_LOG_LEVEL=debug, like our own records of successful requests.
+PER_CALL_LOGGERS = ("httpx",)
+
+
+def configure_logging(settings: Settings) -> logging.Logger:
+    """Route all logging (ours, uvicorn's, libraries') through the JSON formatter, from
+    LAB_LOG_LEVEL up (the OTLP handler, labstack.otel, takes the same level)."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
@@ -67,5 +73,9 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> logging.
     handler.addFilter(ConsoleFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    level = settings.log_level
     root.setLevel(level)
+    for name in PER_CALL_LOGGERS:
+        logging.getLogger(name).setLevel(level if level == logging.DEBUG
+                                         else max(level, logging.WARNING))
     return logging.getLogger("labstack")

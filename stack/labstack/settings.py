@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import string
 from collections.abc import Iterable, Mapping
@@ -17,6 +18,9 @@ RELEASE_VARIABLES = ("LAB_VERSION", "LAB_TEXT", "LAB_NEVER_READY")
 # them: LAB_SERVER_KEYS (space-separated) and LAB_REGISTRY_KEY, with these fields to fill in.
 REGISTRATION_VARIABLES = ("LAB_SERVER_KEYS", "LAB_REGISTRY_KEY")
 KEY_FIELDS = ("version", "pid")
+# LAB_LOG_LEVEL: the least severe record a service writes (stdout and the telemetry store)
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+              "error": logging.ERROR}
 
 
 class SettingsError(Exception):
@@ -41,6 +45,7 @@ class Settings:
     text: str = "hello"
     otlp_endpoint: str | None = None  # the telemetry store (OTLP/HTTP); None: export nothing
     trace_sample: float = 1.0  # share of new traces kept (traced callers' choices are kept)
+    log_level: int = logging.INFO  # LAB_LOG_LEVEL; successful requests log at debug only
     never_ready: bool = False  # a bad build: alive, but never passes readiness
     server_keys: tuple[str, ...] = ()  # where to publish this instance's URL ({version}, {pid})
     registry_key: str | None = None  # where to write its registry record ({version}, {pid})
@@ -91,6 +96,7 @@ class Settings:
             text=source.get("LAB_TEXT", "hello"),
             otlp_endpoint=reader.optional_url("LAB_OTLP_ENDPOINT"),
             trace_sample=reader.ratio("LAB_TRACE_SAMPLE", default=1.0),
+            log_level=LOG_LEVELS[reader.choice("LAB_LOG_LEVEL", tuple(LOG_LEVELS), default="info")],
             never_ready=source.get("LAB_NEVER_READY", "") == "1",
             server_keys=tuple(reader.key_template("LAB_SERVER_KEYS").split()),
             registry_key=reader.key_template("LAB_REGISTRY_KEY") or None,
@@ -173,6 +179,16 @@ class _Reader:
             self.problems.append(f"{name} must be {what} in 0..{high:g}, got {raw!r}")
             return default
         return value
+
+    def choice(self, name: str, valid: tuple[str, ...], *, default: str) -> str:
+        """One of `valid`, case-insensitive; `default` when unset or invalid (recorded)."""
+        raw = self.source.get(name, "").strip()
+        if not raw:
+            return default
+        if raw.lower() not in valid:
+            self.problems.append(f"{name} must be one of {', '.join(valid)}, got {raw!r}")
+            return default
+        return raw.lower()
 
     def key_template(self, name: str) -> str:
         """Etcd keys that may name {version} and {pid}; "" when unset."""
