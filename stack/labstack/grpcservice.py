@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -116,7 +117,7 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         self, context: grpc.ServicerContext, labels: tuple[str, str, str], faulty: bool
     ) -> Iterator[None]:
         """Identity and request id out, faults in; then metrics and (for the application's
-        RPCs, not health checks) one log record, which carries the request id."""
+        RPCs, not health checks) a log record if it failed, which carries the request id."""
         incoming = dict(context.invocation_metadata()).get(REQUEST_ID_HEADER)
         request_id = new_request_id(incoming if isinstance(incoming, str) else None)
         REQUEST_ID.set(request_id)  # set, not reset later: a stream may end on another thread
@@ -136,8 +137,9 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         finally:
             code = context.code() or code
             _record(labels, code, start)
-            if faulty:
-                level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+            # a failed RPC is logged; a successful one only at debug: its span says the same
+            level = logging.DEBUG if code == grpc.StatusCode.OK else logging.WARNING
+            if faulty and REQUEST_LOG.isEnabledFor(level):
                 REQUEST_LOG.log(level, "/%s/%s %s", labels[0], labels[1], code.name, extra={
                     "rpc": f"/{labels[0]}/{labels[1]}", "grpc_code": code.name,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 3),
@@ -178,6 +180,7 @@ def serve_grpc(
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
     lifecycle.watch(_health_follower(health_servicer, services, lifecycle))
     server.start()
+    gc.freeze()  # what start-up made lives until exit: see labstack.httpservice
     lifecycle.serving()
 
     while not stop.wait(0.5):  # wakes up often so signals are handled promptly
