@@ -275,7 +275,12 @@ class SpanShipper(SpanProcessor):
         if len(self._queue) >= self.max_queue:  # the store is down or far behind
             self.dropped += 1
             return
-        self._queue.append((span.resource, span.instrumentation_scope, encode_span(span)))
+        try:
+            encoded = encode_span(span)
+        except Exception:  # telemetry must never fail the request that made the span
+            log.exception("span %r not exported: it cannot be encoded", span.name)
+            return
+        self._queue.append((span.resource, span.instrumentation_scope, encoded))
         if len(self._queue) >= self.max_batch:
             self._wake.set()
 
@@ -283,7 +288,10 @@ class SpanShipper(SpanProcessor):
         while not self._stopping:
             self._wake.wait(self.schedule_delay)
             self._wake.clear()
-            self._export()
+            try:
+                self._export()
+            except Exception:  # a dead worker would silently keep every later span
+                log.exception("span export failed; trying again at the next batch")
 
     def _export(self) -> None:
         """Post everything queued, a batch at a time."""

@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from .support import next_host
+from .support import next_host, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -200,3 +200,25 @@ def test_gives_up_on_a_refusal_and_counts_what_a_full_queue_drops(fake_store, ca
     tracer.start_span("e").end()
     shipper.shutdown()  # shutting down flushes what is left
     assert store.spans() == ["e"]
+
+
+def test_the_worker_outlives_an_unexpected_error(fake_store, caplog) -> None:
+    store = fake_store([])
+    poster = Poster(store.url, timeout=10)
+    real_post, calls = poster.post, []
+
+    def post_failing_once(body: bytes) -> str:
+        calls.append(body)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return real_post(body)
+
+    poster.post = post_failing_once  # type: ignore[method-assign]
+    shipper = SpanShipper(poster, schedule_delay=0.05)
+    tracer = tracer_shipping_to(shipper)
+    tracer.start_span("lost").end()
+    wait_until(lambda: calls, "the first export", 5)
+    tracer.start_span("after").end()
+    wait_until(lambda: store.spans() == ["after"], "the next export", 5)
+    assert "span export failed" in caplog.text
+    shipper.shutdown()
