@@ -12,17 +12,13 @@ Run: .venv/bin/python bench/gateway_overhead.py [--seconds S] [--rps R] [--conne
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 
 import psutil
-from common import running_lab
+from common import running_lab, wrk
 
 from labkit.lab import Lab
 from labkit.topology import infra
-
-WRK_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def light_load(lab: Lab, url: str, rps: float, seconds: float) -> dict:
@@ -32,26 +28,6 @@ def light_load(lab: Lab, url: str, rps: float, seconds: float) -> dict:
         "p50 ms": ok["latency_ms"].quantile(0.50),
         "p99 ms": ok["latency_ms"].quantile(0.99),
         "errors": int((frame["status"] != 200).sum()),
-    }
-
-
-def wrk(url: str, host: str | None, seconds: float, connections: int) -> dict:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", url]
-    if host:
-        command[1:1] = ["-H", f"Host: {host}"]
-    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
-                         check=True).stdout
-
-    def latency(label: str) -> float:
-        value, unit = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
-        return float(value) * WRK_UNITS[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {
-        "requests/s": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50 ms": latency("50"),
-        "p99 ms": latency("99"),
-        "errors": int(errors.group(1)) if errors else 0,
     }
 
 

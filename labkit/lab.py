@@ -119,7 +119,8 @@ class Lab:
 
     # ---- lifecycle -------------------------------------------------------
 
-    def up(self, sample: float | None = None, log_level: str | None = None) -> Lab:
+    def up(self, sample: float | None = None, keep_slower_than: float | str | None = None,
+           log_level: str | None = None) -> Lab:
         """Start the stack (idempotent: components already running are left alone).
 
         A stack started here runs the default telemetry settings with the given ones changed
@@ -127,10 +128,10 @@ class Lab:
         if self.backend.is_up():
             self.backend.up(self.progress)
             self.progress("stack already running")
-            if (sample, log_level) != (None, None):
-                self.telemetry(sample, log_level)
+            if (sample, keep_slower_than, log_level) != (None, None, None):
+                self.telemetry(sample, keep_slower_than, log_level)
             return self
-        settings = TelemetrySettings().changed(sample, log_level)
+        settings = TelemetrySettings().changed(sample, keep_slower_than, log_level)
         telemetry_settings.save(self.backend.state, settings)  # read by all that starts next
         started, block = time.monotonic(), self.backend.block
         self.backend.up(self.progress)
@@ -150,8 +151,9 @@ class Lab:
     def status(self) -> pd.DataFrame:
         """One row per infrastructure component and per service instance: its state, address,
         pid, uptime, memory in use (RSS, MiB), for instances their resource limits and how
-        they are enforced (see limits()), and the share of requests each instance and the
-        gateway trace (read back from them; see telemetry()). Components whose supervisor is
+        they are enforced (see limits()), the share of requests each instance and the
+        gateway trace and, for instances, how slow an untraced request must be to be
+        recorded anyway (read back from them; see telemetry()). Components whose supervisor is
         gone are ORPHANED (and the fix is printed)."""
         now = time.time()
         rows = []
@@ -186,11 +188,14 @@ class Lab:
                 "memory_limit_mb": wanted.memory_mb,
                 "cpu_limit": wanted.cpu,
                 "limits_by": enforced_by if wanted else "",
-                "trace_sample": sampling.get(component) if running else None,
+                "trace_sample": sampling.get(component, {}).get("sample") if running else None,
+                "keep_slower_than_ms": (sampling.get(component, {}).get("keep_slower_than_ms")
+                                        if running else None),
             })
         return pd.DataFrame(rows, columns=["component", "kind", "state", "address", "pid",
                                            "uptime_s", "memory_mb", "memory_limit_mb",
-                                           "cpu_limit", "limits_by", "trace_sample"])
+                                           "cpu_limit", "limits_by", "trace_sample",
+                                           "keep_slower_than_ms"])
 
     # ---- instances -------------------------------------------------------
 
@@ -460,15 +465,17 @@ class Lab:
     # ---- telemetry ---------------------------------------------------------
 
     def telemetry(self, sample: float | None = None,
+                  keep_slower_than: float | str | None = None,
                   log_level: str | None = None) -> dict[str, float | str]:
         """The lab's telemetry settings, with the given ones changed live, end to end; returns
         those in force. `sample`: the share of requests traced, 0 to 1 (the decision is made
         where a request enters, by the load generator or the gateway, and every hop follows
-        it: a trace is complete or absent). `log_level`: the services' level, debug, info,
-        warning or error (a request's record is at info, a failed one's at warning). Every
-        argument is checked before anything changes."""
+        it: a trace is complete or absent). `keep_slower_than`: a duration; an untraced
+        request that fails or takes longer is recorded anyway by the services it reached.
+        `log_level`: debug, info, warning or error (successful requests log nothing: their
+        span says it all). Every argument is checked before anything changes."""
         current = telemetry_settings.load(self.backend.state)
-        wanted = current.changed(sample, log_level)
+        wanted = current.changed(sample, keep_slower_than, log_level)
         if wanted != current:
             require_up(self.backend)
             with every_service(self.backend.state, SERVICES, "telemetry change"):

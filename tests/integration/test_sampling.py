@@ -29,7 +29,8 @@ def sampling(lab: Lab):
     lab.heal()
     yield lab
     lab.heal()
-    lab.telemetry(sample=DEFAULTS.sample, log_level=DEFAULTS.log_level)
+    lab.telemetry(sample=DEFAULTS.sample, keep_slower_than=DEFAULTS.keep_slower_than_ms / 1000,
+                  log_level=DEFAULTS.log_level)
 
 
 def gateway_gets(host: str, count: int) -> list[int]:
