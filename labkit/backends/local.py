@@ -328,7 +328,8 @@ class LocalBackend:
         # the lab's marker (not a program's): `down` reaps it should this call die midway
         stand_in = subprocess.Popen(
             local_config.logged_command(command, self.log_path("traefik-standin")),
-            env={**os.environ, local_config.STATE_ENV: str(self.state)}, start_new_session=True)
+            env={**os.environ, **local_config.TRAEFIK_ENV, local_config.STATE_ENV: str(self.state)},
+            start_new_session=True)
         expected = _router_names(infra().traefik_api.url) or set()
         try:
             self._wait_routers(infra().traefik_standin_api.url, expected, "the stand-in gateway",

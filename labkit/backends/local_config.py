@@ -66,6 +66,13 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
     }
 
 
+# Traefik's OpenTelemetry SDK (Go) queues 2,048 spans and as many access-log records by
+# default, and drops what comes next: a load of a few thousand requests/s outruns it between
+# two exports (every 5 s, every 1 s). Traefik passes no queue size of its own, so the SDK reads
+# these (checked in Traefik 3.7's pkg/observability/types and the Go SDK's batch processors).
+TRAEFIK_ENV = {"OTEL_BSP_MAX_QUEUE_SIZE": "65536", "OTEL_BLRP_MAX_QUEUE_SIZE": "65536"}
+
+
 def faults_file(state: Path, service: Service, slot: int) -> Path:
     """Start-up faults (slow start) an instance reads when it starts; see labkit.faults."""
     return state / "faults" / f"{program_name(service, slot)}.json"
@@ -186,8 +193,9 @@ def supervisord_conf(state: Path) -> str:
         "LAB_ETCD": infra().etcd.url,
         "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(),
     }
+    infra_env = {"promsd": promsd_env, "traefik": TRAEFIK_ENV}
     for name, command in infra_commands(state).items():
-        env = promsd_env if name == "promsd" else None
+        env = infra_env.get(name)
         options = _program(name, command, logs / f"{name}.log", env)
         sections.append(_ini_section(f"program:{name}", options))
     for service in SERVICES.values():
