@@ -518,6 +518,13 @@ class Lab:
         """The spans of one trace, one row each; lab.plot.trace(...) draws them."""
         return self.store.trace(trace_id)
 
+    def spans(self, service: str, since: When = None, until: When = None,
+              kind: str | None = None, limit: int = 1000) -> pd.DataFrame:
+        """The spans of one service over a time window (see labkit.telemetry.Telemetry):
+        `kind="SERVER"` gives each request its instances served, traced ones only: successes
+        are in the traces, not in the logs."""
+        return self.store.spans(service, since=since, until=until, kind=kind, limit=limit)
+
     def logs(self, request_id: str | None = None, service: str | None = None,
              instance: str | None = None, level: str | None = None, since: When = None,
              until: When = None, contains: str | None = None, trace_id: str | None = None,
