@@ -4,14 +4,15 @@ One echo instance, started by this script with a chosen telemetry setting in pla
 lab's echo-1 (same address, same registry keys, so Traefik routes to it), saturated by wrk
 (`wrk -t2 -cC -dS`) on its own address and through Traefik. Settings, in the same run:
   - off:        OTEL_SDK_DISABLED=true, the OpenTelemetry switch an operator would flip: the
-                SDK hands out no-op tracers and loggers, nothing is sampled or exported;
-  - sample 0.1: LAB_TRACE_SAMPLE=0.1, exported to the lab's telemetry store;
+                SDK hands out no-op tracers and loggers, nothing is sampled or exported (the
+                lab's sampling at 0, so Traefik records nothing either);
+  - sample 0.1: the lab's sampling at 10% (lab.telemetry(sample=0.1)), its default;
   - sample 1:   every request traced and exported.
-Through the gateway, Traefik makes the sampling decision (it starts the trace) and echo keeps
-it (ParentBased): Traefik's generated static configuration sets no tracing.sampleRate, and
-Traefik's default is 1.0, so every request through it is traced whatever LAB_TRACE_SAMPLE
-says. The spans and log records the store accepted per request are printed beside each
-figure: through the gateway they prove Traefik traced every request (2 of its spans + echo's).
+The lab's setting is end to end: echo reads it when it starts (LAB_TELEMETRY_FILE), Traefik
+samples the requests that reach it untraced (wrk's) at that rate and echo follows its
+decision. The spans and log records the store accepted per request are printed beside each
+figure (through the gateway, a traced request is 2 of Traefik's spans + echo's). The lab's
+setting is restored afterwards.
 Each figure is a median [min-max] over --runs runs; the ratios are per run, against "off".
 --stack runs another checkout's services (e.g. before a change:
 `git archive <commit> stack | tar -x -C /tmp/before`, then --stack /tmp/before/stack).
@@ -30,6 +31,7 @@ from pathlib import Path
 import httpx
 import psutil
 from common import print_medians, running_lab, settled, wrk
+from results import record_all
 
 from labkit.backends.local_config import instance_environment
 from labkit.lab import Lab
@@ -40,11 +42,16 @@ from labkit.waits import wait_for
 ROOT = Path(__file__).resolve().parents[1]
 ECHO = SERVICES["echo"]
 SLOT = 1
+# name: (echo's extra environment, the lab's trace sample)
 SETTINGS = {
-    "off": {"OTEL_SDK_DISABLED": "true"},
-    "sample 0.1": {"LAB_TRACE_SAMPLE": "0.1"},
-    "sample 1": {"LAB_TRACE_SAMPLE": "1"},
+    "off": ({"OTEL_SDK_DISABLED": "true"}, 0.0),
+    "sample 0.1": ({}, 0.1),
+    "sample 1": ({}, 1.0),
 }
+# what make bench's closing table shows (bench/summary.py), against issue #14's targets
+HEADLINE = ("direct off: requests/s", "direct sample 0.1: requests/s",
+            "direct sample 1: requests/s", "gateway sample 1: requests/s",
+            "direct sample 1/off: requests/s", "direct sample 1/off: p99 ms")
 QUIET_S = {"direct": 2.5, "gateway": 8.0}  # services export every 1 s, Traefik every 5 s
 
 
@@ -75,7 +82,7 @@ def start_echo(lab: Lab, stack: Path, setting: dict[str, str], log: Path) -> sub
 
 def accepted(lab: Lab) -> tuple[int, int]:
     """Spans and log records the store has accepted so far."""
-    counts = lab.telemetry.stats()["accepted"]
+    counts = lab.store.stats()["accepted"]
     return counts.get("spans", 0), counts.get("logs", 0)
 
 
@@ -101,7 +108,8 @@ def measure(lab: Lab, echo: psutil.Process, path: str, seconds: float,
 def one_run(lab: Lab, stack: Path, seconds: float, connections: int,
             tmp: Path) -> dict[str, float]:
     figures: dict[str, float] = {}
-    for name, setting in SETTINGS.items():
+    for name, (setting, sample) in SETTINGS.items():
+        lab.telemetry(sample=sample)  # the gateway's sampler, and the file echo reads
         echo = start_echo(lab, stack, setting, tmp / f"echo-{name}.log")
         try:
             for path in ("direct", "gateway"):
@@ -131,17 +139,23 @@ def main() -> None:
 
     runs = []
     with running_lab() as lab, tempfile.TemporaryDirectory(prefix="request-path-") as tmp:
+        before = lab.telemetry()["sample"]
         lab.scale("echo", 1)
         lab.stop("echo", SLOT)  # the bench's echo takes its place (heal restarts the lab's)
-        for _ in range(args.runs):
-            runs.append(one_run(lab, args.stack, args.seconds, args.connections, Path(tmp)))
+        try:
+            for _ in range(args.runs):
+                runs.append(one_run(lab, args.stack, args.seconds, args.connections, Path(tmp)))
+        finally:
+            lab.telemetry(sample=before)
 
     print(f"echo's request path, services from {args.stack}")
     print(f"wrk -t2 -c{args.connections} -d{args.seconds:g}s, one echo instance, "
-          f"{psutil.cpu_count()} cores; telemetry: off = OTEL_SDK_DISABLED=true, sample R = "
-          f"LAB_TRACE_SAMPLE=R exported to the lab's store (through the gateway, Traefik "
-          f"samples every request); median [min-max] over {args.runs} runs")
+          f"{psutil.cpu_count()} cores; telemetry: off = OTEL_SDK_DISABLED=true and the lab's "
+          f"sampling at 0, sample R = the lab's sampling at R (Traefik decides for wrk's "
+          f"requests, echo follows), exported to the lab's store; median [min-max] over "
+          f"{args.runs} runs")
     print_medians(runs)
+    record_all("request path", [{k: run[k] for k in HEADLINE} for run in runs])
 
 
 if __name__ == "__main__":
