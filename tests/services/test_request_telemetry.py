@@ -12,9 +12,13 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 import httpx
 import pandas as pd
 import pytest
+from labstack import routeguide_pb2 as pb
+from labstack import routeguide_pb2_grpc as pb_grpc
+from labstack.features import FEATURES
 from telemetry.conftest import StoreProcess, start_store
 
 from labkit.errors import LabError
@@ -257,3 +261,37 @@ def test_log_level_is_applied_and_a_bad_one_stops_the_service(
     assert bad.process.wait(timeout=10) == 2
     assert ("LAB_LOG_LEVEL must be one of debug, info, warning, error, got 'loud'"
             in bad.log_path.read_text())
+
+
+def test_an_unsampled_rpc_that_fails_is_kept_and_a_successful_one_is_not(
+        etcd, spawn: Callable[..., Service], store: StoreProcess, telemetry: Telemetry) -> None:
+    routeguide = spawn("routeguide", LAB_PORT="15061", LAB_METRICS_PORT="19110",
+                       LAB_OTLP_ENDPOINT=store.url)
+    wait_registered(etcd, routeguide)
+    feature = FEATURES[0]
+    where = pb.Point(latitude=feature.latitude, longitude=feature.longitude)
+    with grpc.insecure_channel(f"{routeguide.host}:15061") as channel:
+        stub = pb_grpc.RouteGuideStub(channel)
+
+        def get(sampled: bool) -> tuple[str, str]:
+            header, trace_id, caller = traceparent(sampled)
+            try:
+                stub.GetFeature(where, timeout=5, metadata=[("traceparent", header)])
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+            return trace_id, caller
+
+        ok, _ = get(sampled=False)
+        httpx.put(routeguide.admin_url, json={"error_rate": 1}, timeout=2).raise_for_status()
+        failed, caller = get(sampled=False)
+        barrier, _ = get(sampled=True)  # exported after the others, by the same process
+        httpx.delete(routeguide.admin_url, timeout=2).raise_for_status()
+    wait_until(lambda: not spans_of(telemetry, barrier).empty, "routeguide's barrier span", 20,
+               interval=0.2)
+
+    kept = spans_of(telemetry, failed)
+    assert list(zip(kept["service"], kept["kind"], kept["status"], strict=True)) == [
+        ("routeguide", "SERVER", "ERROR")], kept[["service", "name", "kind", "status"]]
+    assert kept["parent_span_id"].tolist() == [caller], "under the caller's span"
+    assert kept["name"].iat[0] == "/routeguide.RouteGuide/GetFeature"
+    assert spans_of(telemetry, ok).empty, "a successful unsampled RPC leaves no span"
