@@ -122,7 +122,8 @@ class Lab:
 
     # ---- lifecycle -------------------------------------------------------
 
-    def up(self, sample: float | None = None, log_level: str | None = None) -> Lab:
+    def up(self, sample: float | None = None, keep_slower_than: float | str | None = None,
+           log_level: str | None = None) -> Lab:
         """Start the stack (idempotent: components already running are left alone).
 
         A stack started here runs the default telemetry settings with the given ones changed
@@ -130,10 +131,10 @@ class Lab:
         if self.backend.is_up():
             self.backend.up(self.progress)
             self.progress("stack already running")
-            if (sample, log_level) != (None, None):
-                self.telemetry(sample, log_level)
+            if (sample, keep_slower_than, log_level) != (None, None, None):
+                self.telemetry(sample, keep_slower_than, log_level)
             return self
-        settings = TelemetrySettings().changed(sample, log_level)
+        settings = TelemetrySettings().changed(sample, keep_slower_than, log_level)
         telemetry_settings.save(self.backend.state, settings)  # read by all that starts next
         started, block = time.monotonic(), self.backend.block
         self.backend.up(self.progress)
@@ -153,8 +154,9 @@ class Lab:
     def status(self) -> pd.DataFrame:
         """One row per infrastructure component and per service instance: its state, address,
         pid, uptime, memory in use (RSS, MiB), for instances their resource limits and how
-        they are enforced (see limits()), and the share of requests each instance and the
-        gateway trace (read back from them; see telemetry()). Components whose supervisor is
+        they are enforced (see limits()), the share of requests each instance and the
+        gateway trace and, for instances, how slow an untraced request must be to be
+        recorded anyway (read back from them; see telemetry()). Components whose supervisor is
         gone are ORPHANED (and the fix is printed)."""
         now = time.time()
         rows = []
@@ -189,11 +191,14 @@ class Lab:
                 "memory_limit_mb": wanted.memory_mb,
                 "cpu_limit": wanted.cpu,
                 "limits_by": enforced_by if wanted else "",
-                "trace_sample": sampling.get(component) if running else None,
+                "trace_sample": sampling.get(component, {}).get("sample") if running else None,
+                "keep_slower_than_ms": (sampling.get(component, {}).get("keep_slower_than_ms")
+                                        if running else None),
             })
         return pd.DataFrame(rows, columns=["component", "kind", "state", "address", "pid",
                                            "uptime_s", "memory_mb", "memory_limit_mb",
-                                           "cpu_limit", "limits_by", "trace_sample"])
+                                           "cpu_limit", "limits_by", "trace_sample",
+                                           "keep_slower_than_ms"])
 
     # ---- instances -------------------------------------------------------
 
@@ -462,15 +467,17 @@ class Lab:
     # ---- telemetry ---------------------------------------------------------
 
     def telemetry(self, sample: float | None = None,
+                  keep_slower_than: float | str | None = None,
                   log_level: str | None = None) -> dict[str, float | str]:
         """The lab's telemetry settings, with the given ones changed live, end to end; returns
         those in force. `sample`: the share of requests traced, 0 to 1 (the decision is made
         where a request enters, by the load generator or the gateway, and every hop follows
-        it: a trace is complete or absent). `log_level`: the services' level, debug, info,
-        warning or error (a request's record is at info, a failed one's at warning). Every
-        argument is checked before anything changes."""
+        it: a trace is complete or absent). `keep_slower_than`: a duration; an untraced
+        request that fails or takes longer is recorded anyway by the services it reached.
+        `log_level`: debug, info, warning or error (successful requests log nothing: their
+        span says it all). Every argument is checked before anything changes."""
         current = telemetry_settings.load(self.backend.state)
-        wanted = current.changed(sample, log_level)
+        wanted = current.changed(sample, keep_slower_than, log_level)
         if wanted != current:
             require_up(self.backend)
             with every_service(self.backend.state, SERVICES, "telemetry change"):
@@ -512,6 +519,13 @@ class Lab:
     def trace(self, trace_id: str) -> pd.DataFrame:
         """The spans of one trace, one row each; lab.plot.trace(...) draws them."""
         return self.store.trace(trace_id)
+
+    def spans(self, service: str, since: When = None, until: When = None,
+              kind: str | None = None, limit: int = 1000) -> pd.DataFrame:
+        """The spans of one service over a time window (see labkit.telemetry.Telemetry):
+        `kind="SERVER"` gives each request its instances served, traced ones only: successes
+        are in the traces, not in the logs."""
+        return self.store.spans(service, since=since, until=until, kind=kind, limit=limit)
 
     def logs(self, request_id: str | None = None, service: str | None = None,
              instance: str | None = None, level: str | None = None, since: When = None,

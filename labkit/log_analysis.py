@@ -3,7 +3,8 @@
 Every function takes the frame from `lab.logs(...)`. The gateway's records
 (service "traefik") are its access log: one per request that reached it, with
 the client's address, the server chosen, the status and the duration. The
-services' records are their own request logs (status or gRPC code, duration).
+services' records are their failures (status or gRPC code, duration): a successful request
+writes no record (its span says it all), so what each instance served comes from the gateway.
 """
 
 from __future__ import annotations
@@ -40,20 +41,28 @@ def access_log(logs: pd.DataFrame) -> pd.DataFrame:
     return frame[ACCESS_COLUMNS]
 
 
-def error_rate_by_instance(logs: pd.DataFrame) -> pd.DataFrame:
-    """Requests, errors and error ratio per service instance, from the services' own request
-    records (HTTP status >= 500, or a gRPC code other than OK)."""
-    rows = []
-    for (service, instance), records in logs[logs["service"] != GATEWAY].groupby(
-            ["service", "instance"]):
-        outcomes = [_failed(attrs) for attrs in records["attributes"]]
-        answered = [o for o in outcomes if o is not None]
-        if answered:
-            rows.append({"service": service, "instance": instance, "requests": len(answered),
-                         "errors": sum(answered)})
-    frame = pd.DataFrame(rows, columns=["service", "instance", "requests", "errors"])
+def error_rate_by_instance(logs: pd.DataFrame, instances: pd.DataFrame) -> pd.DataFrame:
+    """Requests, errors and error ratio per instance of `instances`. Requests from the gateway's
+    access log (the server that answered each, named through `instances`, the frame of
+    lab.instances()); errors from the services' own records of failures (HTTP status >= 500,
+    a gRPC code other than OK): they log failures only, a success is in its trace."""
+    columns = ["service", "instance", "requests", "errors", "error_ratio"]
+    named = instances.set_index("address")[["service", "instance"]]
+    answered = access_log(logs)["server"].map(named["instance"]).dropna()
+    services = logs[logs["service"] != GATEWAY]
+    failed = [instance for instance, attributes
+              in zip(services["instance"], services["attributes"], strict=True)
+              if _failed(attributes)]
+    frame = pd.DataFrame({"requests": answered.value_counts(),
+                          "errors": pd.Series(failed, dtype=str).value_counts()})
+    frame = frame.fillna(0).astype(int).rename_axis("instance").reset_index()
+    frame = frame[frame["instance"].isin(named["instance"])]  # the instances asked about
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame["service"] = frame["instance"].map(dict(zip(named["instance"], named["service"],
+                                                      strict=True)))
     frame["error_ratio"] = frame["errors"] / frame["requests"]
-    return frame.sort_values("error_ratio", ascending=False, ignore_index=True)
+    return frame[columns].sort_values("error_ratio", ascending=False, ignore_index=True)
 
 
 def _failed(attributes: dict) -> bool | None:

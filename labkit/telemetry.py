@@ -3,6 +3,7 @@
     tel = Telemetry()
     tel.traces(service="web", since="5m", min_duration="200ms", status="error")
     tel.trace(trace_id)            # one row per span, with depth and offset for a waterfall
+    tel.spans("echo", since=t0, kind="SERVER")  # each request echo's instances served
     tel.logs(request_id="...")     # every service's records for one request, in time order
 """
 
@@ -92,6 +93,20 @@ class Telemetry:
         df["start"] = pd.to_datetime(df["start_ns"], unit="ns", utc=True)
         df["depth"] = _depths(df["span_id"].tolist(), df["parent_span_id"].tolist())
         return df[SPAN_COLUMNS]
+
+    def spans(self, service: str, since: When = None, until: When = None,
+              kind: str | None = None, limit: int = 1000) -> pd.DataFrame:
+        """The spans `service` recorded in the traces started between `since` and `until`
+        (at most `limit` traces, the newest), one row each; `kind` "SERVER": each request
+        its instances served, with its duration. One call per trace: for a few thousand."""
+        listed = self.traces(service=service, since=since, until=until, limit=limit)
+        if listed.empty:
+            return pd.DataFrame(columns=SPAN_COLUMNS)
+        spans = pd.concat([self.trace(t) for t in listed["trace_id"]], ignore_index=True)
+        chosen = spans["service"] == service
+        if kind is not None:
+            chosen &= spans["kind"] == kind.upper()
+        return spans[chosen].reset_index(drop=True)
 
     def logs(
         self,

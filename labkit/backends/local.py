@@ -358,7 +358,8 @@ class LocalBackend:
         user = privileges.service_user()  # as the supervised Traefik runs
         stand_in = subprocess.Popen(
             local_config.logged_command(command, self.log_path("traefik-standin")),
-            env={**os.environ, local_config.STATE_ENV: str(self.state)}, start_new_session=True,
+            env={**os.environ, **local_config.TRAEFIK_ENV, local_config.STATE_ENV: str(self.state)},
+            start_new_session=True,
             user=None if user is None else user.uid, group=None if user is None else user.gid,
             extra_groups=None if user is None else [])
         expected = _router_names(infra().traefik_api.url) or set()

@@ -73,6 +73,11 @@ def infra_commands(state: Path) -> dict[str, list[str]]:
 
 
 CERTS_PROGRAM = "certs"
+# Traefik's OpenTelemetry SDK (Go) queues 2,048 spans and as many access-log records by
+# default, and drops what comes next: a load of a few thousand requests/s outruns it between
+# two exports (every 5 s, every 1 s). Traefik passes no queue size of its own, so the SDK reads
+# these (checked in Traefik 3.7's pkg/observability/types and the Go SDK's batch processors).
+TRAEFIK_ENV = {"OTEL_BSP_MAX_QUEUE_SIZE": "65536", "OTEL_BLRP_MAX_QUEUE_SIZE": "65536"}
 
 
 def faults_file(state: Path, service: Service, slot: int) -> Path:
@@ -199,9 +204,9 @@ def supervisord_conf(state: Path, user: User | None = None) -> str:
         "LAB_ETCD": infra().etcd.url,
         "LAB_REGISTRY_PREFIX": keyspace.registry_prefix(),
     }
+    infra_env = {"promsd": promsd_env, "traefik": TRAEFIK_ENV}
     for name, command in infra_commands(state).items():
-        env = promsd_env if name == "promsd" else None
-        options = _program(name, command, logs / f"{name}.log", user, env)
+        options = _program(name, command, logs / f"{name}.log", user, infra_env.get(name))
         sections.append(_ini_section(f"program:{name}", options))
     for service in SERVICES.values():
         programs = [program_name(service, slot) for slot in range(1, MAX_REPLICAS + 1)]

@@ -10,7 +10,7 @@ gateway never routes to it and its requests never show up in RED metrics.
                               "error_rate": 0.1, "unready": false,
                               "leak_mb_per_s": 10, "cpu_burn": 0.5}   (latency null clears it)
     DELETE /admin/faults  -> 200 state, every fault cleared (a running slow start too)
-    GET    /admin/telemetry -> 200 {"sample", "log_level"}
+    GET    /admin/telemetry -> 200 {"sample", "keep_slower_than_ms", "log_level"}
     PUT    /admin/telemetry -> 200 the same, after a partial update (labstack.sampling)
 
 state = {"latency": {...} | null, "error_rate", "unready", "leak_mb_per_s", "cpu_burn",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -14,6 +15,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import filters, server_interceptor
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import Counter, Histogram, start_http_server
 
 from . import tls
@@ -21,6 +24,7 @@ from .faults import FaultState
 from .metrics import LATENCY_BUCKETS
 from .otel import REQUEST_ID, REQUEST_ID_HEADER, REQUEST_LOG, new_request_id
 from .runtime import GRACE_SECONDS, Lifecycle
+from .sampling import CONTROL
 from .settings import Settings
 
 log = logging.getLogger("labstack")
@@ -117,15 +121,17 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         self, context: grpc.ServicerContext, labels: tuple[str, str, str], faulty: bool
     ) -> Iterator[None]:
         """Identity and request id out, faults in; then metrics and (for the application's
-        RPCs, not health checks) one log record, which carries the request id."""
-        incoming = dict(context.invocation_metadata()).get(REQUEST_ID_HEADER)
+        RPCs, not health checks) a log record if it failed, which carries the request id."""
+        metadata = dict(context.invocation_metadata())
+        incoming = metadata.get(REQUEST_ID_HEADER)
         request_id = new_request_id(incoming if isinstance(incoming, str) else None)
         REQUEST_ID.set(request_id)  # set, not reset later: a stream may end on another thread
         context.send_initial_metadata((*self.metadata, (REQUEST_ID_HEADER, request_id)))
-        start, code = time.perf_counter(), grpc.StatusCode.OK
+        start, start_ns, code = time.perf_counter(), time.time_ns(), grpc.StatusCode.OK
+        span = trace.get_current_span()  # the RPC's, from tracing_interceptor
         try:
             if faulty:
-                trace.get_current_span().set_attribute("request.id", request_id)
+                span.set_attribute("request.id", request_id)
                 self._inject(context)
             yield
         except GeneratorExit:  # the client went away mid-stream
@@ -137,13 +143,34 @@ class InstanceInterceptor(grpc.ServerInterceptor):
         finally:
             code = context.code() or code
             _record(labels, code, start)
-            if faulty:
-                level = logging.INFO if code == grpc.StatusCode.OK else logging.WARNING
+            failed = code != grpc.StatusCode.OK
+            if (faulty and not span.is_recording()
+                    and CONTROL.keep(failed, time.perf_counter() - start)):
+                _keep(span.get_span_context(), metadata, labels, code, request_id, start_ns)
+            # a failed RPC is logged; a successful one only at debug: its span says the same
+            level = logging.DEBUG if code == grpc.StatusCode.OK else logging.WARNING
+            if faulty and REQUEST_LOG.isEnabledFor(level):
                 REQUEST_LOG.log(level, "/%s/%s %s", labels[0], labels[1], code.name, extra={
                     "rpc": f"/{labels[0]}/{labels[1]}", "grpc_code": code.name,
                     "duration_ms": round((time.perf_counter() - start) * 1000, 3),
                 })
             REQUEST_ID.set("")
+
+
+def _keep(hop: SpanContext, metadata: dict[str, Any], labels: tuple[str, str, str],
+          code: grpc.StatusCode, request_id: str, start_ns: int) -> None:
+    """Record an unsampled RPC's span after all: it failed or was slow (labstack.sampling)."""
+    caller = trace.get_current_span(_PROPAGATOR.extract(metadata)).get_span_context()
+    status = Status(StatusCode.ERROR, code.name) if code != grpc.StatusCode.OK else Status()
+    CONTROL.record_kept(hop, caller if caller.is_valid else None, f"/{labels[0]}/{labels[1]}",
+                        SpanKind.SERVER, {
+                            "rpc.system": "grpc", "rpc.service": labels[0],
+                            "rpc.method": labels[1], "rpc.grpc.status_code": code.value[0],
+                            "request.id": request_id,
+                        }, status, start_ns, time.time_ns())
+
+
+_PROPAGATOR = TraceContextTextMapPropagator()  # W3C trace context, as gRPC metadata
 
 
 def _record(labels: tuple[str, str, str], code: grpc.StatusCode, start: float) -> None:
@@ -188,6 +215,7 @@ def serve_grpc(
     metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.host)
     lifecycle.watch(_health_follower(health_servicer, services, lifecycle))
     server.start()
+    gc.freeze()  # what start-up made lives until exit: see labstack.httpservice
     lifecycle.serving()
 
     while not stop.wait(0.5):  # wakes up often so signals are handled promptly

@@ -51,8 +51,10 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def configure_logging(settings: Settings, level: int = logging.INFO) -> logging.Logger:
-    """Route all logging (ours, uvicorn's, libraries') through the JSON formatter."""
+def configure_logging(settings: Settings) -> logging.Logger:
+    """Route all logging (ours, uvicorn's, libraries') through the JSON formatter; at the
+    level labstack.sampling's CONTROL sets (LAB_LOG_LEVEL, changed live), which the OTLP
+    handler (labstack.otel) follows too."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
@@ -65,7 +67,6 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> logging.
     )
     handler.addFilter(RequestIdFilter())
     handler.addFilter(ConsoleFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    logging.getLogger().handlers[:] = [handler]
     return logging.getLogger("labstack")
+

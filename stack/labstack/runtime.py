@@ -42,7 +42,7 @@ def bootstrap(*, needs: Iterable[str] = (), defaults: Mapping[str, str] | None =
         print(f"labstack: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings)
-    CONTROL.configure(settings.trace_sample, settings.log_level)
+    CONTROL.configure(settings.trace_sample, settings.trace_keep_slower_ms, settings.log_level)
     configure_telemetry(settings)
     publish_identity(settings)
     return settings

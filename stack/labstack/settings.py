@@ -18,7 +18,8 @@ RELEASE_VARIABLES = ("LAB_VERSION", "LAB_TEXT", "LAB_NEVER_READY")
 REGISTRATION_VARIABLES = ("LAB_SERVER_KEYS", "LAB_REGISTRY_KEY")
 # What the lab's telemetry file (LAB_TELEMETRY_FILE, labkit.telemetry_settings) may set: the
 # same for every instance, and changed live through the admin API (labstack.sampling).
-TELEMETRY_VARIABLES = ("LAB_TRACE_SAMPLE", "LAB_LOG_LEVEL")
+TELEMETRY_VARIABLES = ("LAB_TRACE_SAMPLE", "LAB_TRACE_KEEP_SLOWER_MS", "LAB_LOG_LEVEL")
+# LAB_LOG_LEVEL: the least severe record a service writes (stdout and the telemetry store)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 KEY_FIELDS = ("version", "pid")
 
@@ -46,7 +47,8 @@ class Settings:
     text: str = "hello"
     otlp_endpoint: str | None = None  # the telemetry store (OTLP/HTTP); None: export nothing
     trace_sample: float = 1.0  # share of new traces kept (traced callers' choices are kept)
-    log_level: str = "info"
+    trace_keep_slower_ms: float = 1000.0  # an unsampled request this slow is recorded anyway
+    log_level: str = "info"  # LAB_LOG_LEVEL; successful requests log at debug only
     never_ready: bool = False  # a bad build: alive, but never passes readiness
     server_keys: tuple[str, ...] = ()  # where to publish this instance's URL ({version}, {pid})
     registry_key: str | None = None  # where to write its registry record ({version}, {pid})
@@ -100,6 +102,8 @@ class Settings:
             text=source.get("LAB_TEXT", "hello"),
             otlp_endpoint=reader.optional_url("LAB_OTLP_ENDPOINT"),
             trace_sample=reader.ratio("LAB_TRACE_SAMPLE", default=1.0),
+            trace_keep_slower_ms=reader.number("LAB_TRACE_KEEP_SLOWER_MS", default=1000.0,
+                                               high=60_000, what="a number of milliseconds"),
             log_level=reader.choice("LAB_LOG_LEVEL", LOG_LEVELS, default="info"),
             never_ready=source.get("LAB_NEVER_READY", "") == "1",
             server_keys=tuple(reader.key_template("LAB_SERVER_KEYS").split()),

@@ -1,10 +1,12 @@
 """The lab's trace sampling, end to end (issue #14): one setting, decided where a request
 enters (the load generator or the gateway), followed by every hop; a trace is complete or
-absent, also while the setting changes under load."""
+absent, also while the setting changes under load; whatever the rate, a request that fails or
+is slower than keep_slower_than has its span kept by the service that failed or lagged."""
 
 from __future__ import annotations
 
 import http.client
+import secrets
 import threading
 import time
 from collections import Counter
@@ -13,9 +15,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from labkit.errors import LabError
 from labkit.lab import Lab
 from labkit.telemetry_settings import TelemetrySettings
-from labkit.topology import infra
+from labkit.topology import infra, service
 from labkit.waits import wait_for
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(180)]
@@ -32,7 +35,8 @@ def sampling(lab: Lab):
     lab.heal()
     yield lab
     lab.heal()
-    lab.telemetry(sample=DEFAULTS.sample, log_level=DEFAULTS.log_level)
+    lab.telemetry(sample=DEFAULTS.sample, keep_slower_than=DEFAULTS.keep_slower_than_ms / 1000,
+                  log_level=DEFAULTS.log_level)
 
 
 def gateway_gets(host: str, count: int) -> list[int]:
@@ -111,7 +115,6 @@ def test_changing_the_rate_under_load_fails_no_request_and_leaves_no_partial_tra
     assert 40 < len(traces) < len(frame), f"{len(traces)} traces of {len(frame)} requests"
 
 
-
 def test_a_gateway_restart_answers_every_fresh_connection(sampling: Lab):
     # Traefik's sampling is in its static configuration: a change restarts the gateway
     # beside a stand-in. Clients that open a connection per request (no keep-alive) meet
@@ -145,3 +148,60 @@ def test_a_gateway_restart_answers_every_fresh_connection(sampling: Lab):
     failed = Counter(o for o in outcomes if o != 200)
     assert len(outcomes) > 300 and not failed, f"{sum(failed.values())} of {len(outcomes)} " \
         f"fresh connections failed: {dict(failed)}"
+
+
+def untraced_gets(host: str, count: int) -> list[tuple[str, int]]:
+    """`count` GETs through the gateway, each with its own trace context, not sampled (as the
+    load generator sends at a rate of 0): (trace id, status) of each."""
+    seen = []
+    with httpx.Client(base_url=infra().gateway.url, headers={"Host": host}, timeout=5) as c:
+        for _ in range(count):
+            trace_id = secrets.token_hex(16)
+            context = f"00-{trace_id}-{secrets.token_hex(8)}-00"
+            seen.append((trace_id, c.get("/", headers={"traceparent": context}).status_code))
+    return seen
+
+
+def stored_spans(lab: Lab, trace_id: str) -> pd.DataFrame | None:
+    try:
+        return lab.trace(trace_id)
+    except LabError:  # "no trace ...": nothing stored (yet)
+        return None
+
+
+def fault_every_echo(lab: Lab, **faults: object) -> None:
+    for slot in lab.backend.active_slots(service("echo")):
+        lab.fault("echo", slot, **faults)
+
+
+def test_failed_and_slow_requests_are_kept_at_any_rate(sampling: Lab):
+    sampling.telemetry(sample=0, keep_slower_than="300ms")
+    shown = sampling.status().set_index("component")["keep_slower_than_ms"].dropna()
+    assert not shown.empty and shown.eq(300).all(), shown
+    fault_every_echo(sampling, error_rate=1.0)
+    failed = untraced_gets("echo.localhost", 10)
+    assert {status for _, status in failed} == {500}, failed
+    sampling.heal()
+    fast = untraced_gets("echo.localhost", 10)
+    fault_every_echo(sampling, latency="500ms")
+    slow = untraced_gets("echo.localhost", 3)
+    sampling.heal()
+    assert {status for _, status in fast + slow} == {200}
+
+    def kept() -> dict[str, pd.DataFrame] | None:
+        found = {t: stored_spans(sampling, t) for t, _ in failed + slow}
+        return None if any(spans is None for spans in found.values()) else found
+
+    found = wait_for(kept, what="the spans of every failed and every slow request", timeout=20,
+                     interval=0.5, diagnose=lambda: f"stored: {sampling.traces(since='1m')}")
+    for trace_id, _ in failed:
+        echo = found[trace_id].query("service == 'echo' and kind == 'SERVER'")
+        assert echo["status"].tolist() == ["ERROR"], (trace_id, found[trace_id])
+    for trace_id, _ in slow:
+        echo = found[trace_id].query("service == 'echo' and kind == 'SERVER'")
+        assert len(echo) == 1 and echo["duration_ms"].iat[0] >= 500, found[trace_id]
+    # the slow ones were sent after the fast ones and are stored: the fast ones' spans, had
+    # they been kept, would be too (each instance exports in order, every second)
+    time.sleep(2)
+    stored_fast = [t for t, _ in fast if stored_spans(sampling, t) is not None]
+    assert not stored_fast, f"{len(stored_fast)} of {len(fast)} fast successes were kept"

@@ -30,16 +30,34 @@ def gateway(lab):
         yield client
 
 
-def request_logs(lab, request_id):
-    """Every hop's records for one request, once all of them have been exported."""
+@pytest.fixture
+def every_request_traced(lab):
+    """The lab traces 10% by default: these tests follow single requests."""
+    default = lab.telemetry()["sample"]
+    lab.telemetry(sample=1)
+    yield
+    lab.telemetry(sample=default)
+
+
+def request_trace(lab, request_id):
+    """One request's spans, once every hop's are stored. Found from the gateway's access log
+    (its one record per request): the services log failures only, successes are in traces."""
     def complete():
-        logs = lab.logs(request_id=request_id)
-        return logs if set(logs["service"]) >= HOPS else None
+        trace_ids = set(lab.logs(request_id=request_id, service="traefik")["trace_id"]) - {""}
+        if len(trace_ids) != 1:
+            return None
+        try:
+            spans = lab.trace(trace_ids.pop())
+        except LabError:  # not exported yet
+            return None
+        return spans if set(spans["service"]) >= HOPS and len(spans) >= 11 else None
 
-    return wait_for(complete, what=f"every hop's logs of {request_id}", timeout=20, interval=0.3)
+    return wait_for(complete, what=f"every hop's spans of {request_id}", timeout=20,
+                    interval=0.3)
 
 
-def test_a_request_id_is_made_when_missing_and_kept_when_given(lab, gateway):
+def test_a_request_id_is_made_when_missing_and_kept_when_given(lab, gateway,
+                                                               every_request_traced):
     generated = gateway.get("/").headers["x-request-id"]
     assert len(generated) == 32
     kept = gateway.get("/", headers={"x-request-id": "it-telemetry-1"})
@@ -47,35 +65,17 @@ def test_a_request_id_is_made_when_missing_and_kept_when_given(lab, gateway):
     unsafe = gateway.get("/", headers={"x-request-id": "bad id\twith spaces"})
     assert unsafe.headers["x-request-id"] != "bad id\twith spaces"  # replaced, not passed on
     for request_id in (generated, "it-telemetry-1"):
-        logs = request_logs(lab, request_id)
-        assert logs["trace_id"].nunique() == 1, logs[["service", "trace_id"]]
-
-
-@pytest.fixture
-def every_request_traced(lab):
-    """The lab traces 10% by default: this test follows one request."""
-    default = lab.telemetry()["sample"]
-    lab.telemetry(sample=1)
-    yield
-    lab.telemetry(sample=default)
+        spans = request_trace(lab, request_id)
+        servers = spans[(spans["kind"] == "SERVER") & (spans["service"] != "traefik")]
+        ids = {(row.service, row.attributes.get("request.id")) for row in servers.itertuples()}
+        # web's, echo's and routeguide's server spans (web calls echo twice)
+        assert ids == {(hop, request_id) for hop in HOPS - {"traefik"}}, ids
 
 
 def test_the_trace_has_every_hop_with_parents_in_the_trace(lab, gateway, every_request_traced):
     gateway.get("/", headers={"x-request-id": "it-telemetry-2"})
-    trace_id = request_logs(lab, "it-telemetry-2")["trace_id"].iat[0]
-    def complete():
-        try:
-            spans = lab.trace(trace_id)
-        except LabError:  # no span exported yet
-            return None
-        return spans if len(spans) >= 11 else None
-
-    def found() -> str:
-        spans = lab.trace(trace_id)
-        return f"{len(spans)} spans stored:\n{spans[['service', 'name', 'parent_span_id']]}"
-
-    spans = wait_for(complete, what=f"all 11 spans of {trace_id}", timeout=20, interval=0.3,
-                     diagnose=found)
+    spans = request_trace(lab, "it-telemetry-2")
+    trace_id = spans["trace_id"].iat[0]
     assert set(spans["service"]) == HOPS
     roots = spans[spans["parent_span_id"] == ""]
     assert len(roots) == 1 and roots["service"].iat[0] == "traefik"

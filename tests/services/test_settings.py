@@ -70,3 +70,15 @@ def test_registration_keys_may_only_name_version_and_pid() -> None:
             Settings.from_env({**BASE, **keys, "LAB_SERVER_KEYS": bad})
     with pytest.raises(SettingsError, match="LAB_SERVER_KEYS is not set"):
         Settings.from_env(BASE, needs=("LAB_SERVER_KEYS",))
+
+
+def test_log_level_is_one_of_four_names_in_any_case() -> None:
+    assert Settings.from_env(BASE).log_level == "info"
+    for raw, level in (("debug", "debug"), ("WARNING", "warning"), (" Error ", "error"),
+                       ("info", "info")):
+        assert Settings.from_env({**BASE, "LAB_LOG_LEVEL": raw}).log_level == level
+    for bad in ("loud", "critical", "10", "warn"):
+        with pytest.raises(SettingsError) as error:
+            Settings.from_env({**BASE, "LAB_LOG_LEVEL": bad})
+        assert (f"LAB_LOG_LEVEL must be one of debug, info, warning, error, got {bad!r}"
+                in str(error.value))

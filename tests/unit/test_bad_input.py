@@ -393,6 +393,9 @@ def test_any_bad_argument_is_a_lab_error_and_changes_nothing(lab_and_contacts, c
     ({"sample": True}, "must be a number between 0 and 1"),
     ({"log_level": "loud"}, "log_level must be one of debug, info, warning, error, got 'loud'"),
     ({"log_level": 20}, "log_level must be one of"),
+    ({"keep_slower_than": "soon"}, "keep_slower_than must be a number of seconds or a string"),
+    ({"keep_slower_than": -1}, "keep_slower_than must be a finite, non-negative duration"),
+    ({"keep_slower_than": "2m"}, "keep_slower_than must be at most 60s"),
     ({"sample": 0.5, "log_level": "loud"}, "log_level must be one of"),  # nothing half-done
 ])
 def test_telemetry_settings_refuse_a_bad_value_before_changing_anything(lab_and_contacts,

@@ -26,6 +26,11 @@ def test_supervisord_conf_declares_every_component_and_replica_slot(tmp_path):
     assert f'LAB_HOST="{host}"' in env and 'LAB_PORT="8080"' in env
     # every process inherits the stack marker that `down` uses to reap strays
     assert local_config.STATE_ENV in conf.get("supervisord", "environment")
+    # Traefik's OpenTelemetry SDK queues deep enough not to drop spans and access-log
+    # records under load (its default 2,048 overflows between exports)
+    traefik = conf.get("program:traefik", "environment")
+    assert ('OTEL_BSP_MAX_QUEUE_SIZE="65536"' in traefik
+            and 'OTEL_BLRP_MAX_QUEUE_SIZE="65536"' in traefik)
 
 
 def test_under_root_every_program_runs_as_the_unprivileged_user(tmp_path):

@@ -59,14 +59,25 @@ def test_slowest_endpoints_rank_by_p95(access):
     assert slowest["p95_ms"].iat[0] == pytest.approx(50.0)
 
 
-def test_error_rate_by_instance_reads_http_and_grpc_records():
+def test_error_rate_by_instance_counts_requests_at_the_gateway_and_errors_in_failure_records():
+    instances = pd.DataFrame({"service": ["echo", "echo", "routeguide"],
+                              "instance": ["echo-1", "echo-2", "routeguide-1"],
+                              "address": ["127.0.1.1:8080", "127.0.1.2:8080", "127.0.1.9:50051"]})
+    served = [("127.0.1.1:8080", 4), ("127.0.1.2:8080", 1), ("127.0.1.9:50051", 2),
+              ("127.0.9.9:8080", 3)]  # an address no longer registered: not counted
+    access = [{**record, "attributes": {**record["attributes"], "ServiceAddr": address}}
+              for address, count in served for record in [access_record(0, "c")] * count]
     logs = pd.DataFrame([
-        service_record("echo-1", status=200), service_record("echo-1", status=500),
-        service_record("echo-2", status=200), service_record("echo-2"),  # not a request record
+        *access,
+        service_record("echo-1", status=500), service_record("echo-1", status=503),
+        service_record("echo-2"),  # not a request record
         service_record("routeguide-1", grpc_code="UNAVAILABLE"),
     ])
-    frame = log_analysis.error_rate_by_instance(logs).set_index("instance")
+    frame = log_analysis.error_rate_by_instance(logs, instances).set_index("instance")
     assert frame.at["echo-1", "error_ratio"] == 0.5
-    assert frame.at["echo-2", "requests"] == 1
+    assert (frame.at["echo-2", "requests"], frame.at["echo-2", "errors"]) == (1, 0)
     assert frame.at["routeguide-1", "errors"] == 1
-    assert frame.index[0] == "routeguide-1"  # worst first
+    assert frame.at["routeguide-1", "service"] == "routeguide"
+    assert frame.index[0] in ("echo-1", "routeguide-1") and frame.index[-1] == "echo-2"
+    assert frame["requests"].sum() == 7
+    assert log_analysis.error_rate_by_instance(logs.iloc[:0], instances).empty
