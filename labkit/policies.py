@@ -121,6 +121,8 @@ class Policies:
             settings["idleConnTimeout"] = _duration("idle", idle)
         transport = policy_keys.transport(name)
         keys = {f"{transport}/forwardingTimeouts/{k}": v for k, v in settings.items()}
+        keys[policy_keys.timeout_witness(name)] = ",".join(
+            f"{k}={v}" for k, v in sorted(settings.items()))
         self._change(name, "timeout", keys)
 
     def retry(self, service: str, attempts: int = 3, initial_interval: Duration = "100ms") -> None:
@@ -223,7 +225,8 @@ class Policies:
         state = policy_keys.read(self.etcd, name)
         rows = []
         for policy in POLICY_NAMES:
-            keys = {k: v for k, v in state.items() if policy_keys.owner(name, k) == policy}
+            keys = {k: v for k, v in state.items() if policy_keys.owner(name, k) == policy
+                    and k != policy_keys.timeout_witness(name)}
             if not keys:
                 continue
             if policy in GATES:

@@ -92,11 +92,20 @@ def prefixes(service: str) -> dict[str, str]:
         # the transport itself and the load balancers' reference to it are the gateway's
         # (labkit.gateway.route_keys), its TLS labkit.certs'
         f"{transport(service)}/forwardingTimeouts/": "timeout",
+        middleware(service, "timeout"): "timeout",
         f"{balancer(service)}/strategy": "strategy",
         f"{balancer(service)}/sticky/": "sticky",
         router_list(service): ROUTER,
     })  # fmt: skip
     return owners
+
+
+def timeout_witness(service: str) -> str:
+    """A key written with the timeouts, that Traefik's API shows: the serversTransport they
+    go in is not in the API, so a change of them alone could not be read back. It belongs to
+    a middleware that no router uses (it never acts); Traefik applies a provider's
+    configuration at once, so when the witness shows, the timeouts are in force too."""
+    return f"{middleware(service, 'timeout')}/headers/customRequestHeaders/X-Lab-Timeouts"
 
 
 def owner(service: str, key: str) -> str | None:

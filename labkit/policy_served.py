@@ -46,6 +46,9 @@ class ServedPolicies:
                 _same(v, shown.get(k)) for k, v in wanted.items()
             ):
                 return f"middleware {service}-{policy} shows {shown or 'nothing'}"
+        problem = self._timeout_difference(service, state)
+        if problem is not None:
+            return problem
         for gate in GATES:
             problem = self._gate_difference(service, gate, state)
             if problem is not None:
@@ -58,6 +61,17 @@ class ServedPolicies:
                 return f"router {name} has middlewares {shown_chain}, expected {wanted_chain}"
         balancer = (self._service(service) or {}).get("loadBalancer", {})
         return _balancer_difference(service, state, balancer)
+
+    def _timeout_difference(self, service: str, state: Mapping[str, str]) -> str | None:
+        """The timeouts are served when their witness shows (policy_keys.timeout_witness)."""
+        wanted = state.get(policy_keys.timeout_witness(service))
+        body = self._middleware(service, "timeout")
+        if wanted is None:
+            return None if body is None else f"the timeouts of {service} are still in force"
+        shown = ((body or {}).get("headers") or {}).get("customRequestHeaders", {})
+        if (body or {}).get("status") != "enabled" or shown.get("X-Lab-Timeouts") != wanted:
+            return f"the timeouts of {service} show {shown or 'nothing'}, expected {wanted}"
+        return None
 
     def _gate_difference(self, service: str, gate: str, state: Mapping[str, str]) -> str | None:
         """A gate is served when its router shows the rule in `state`, enabled, with its

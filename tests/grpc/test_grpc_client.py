@@ -29,6 +29,7 @@ from services.support import (
     STACK,
     Etcd,
     Service,
+    admin_token_file,
     free_port,
     lab_service,
     private_etcd,
@@ -78,6 +79,7 @@ class Fleet:
             "LAB_ADMIN_PORT": str(ADMIN_PORT),
             "LAB_ETCD": self.etcd.url,
             "LAB_LEASE_TTL": str(LEASE_TTL),
+            "LAB_ADMIN_TOKEN_FILE": str(admin_token_file(self.log_dir)),
             **registration_environment(lab_service(self.service), slot),
         }
         log_path = self.log_dir / f"{self.service}-{slot}-{len(self.started)}.log"

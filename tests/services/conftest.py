@@ -6,7 +6,6 @@ Every process a test starts is killed at teardown, and its log is printed if the
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from .support import (
     STACK,
     Etcd,
     Service,
+    admin_token_file,
     lab_service,
     next_host,
     private_etcd,
@@ -59,9 +59,7 @@ def spawn(
 ) -> Iterator[Callable[..., Service]]:
     """Start `python -m labstack.<name>` with LAB_* env; every process is killed at teardown."""
     started: list[Service] = []
-    admin_token = tmp_path / "admin-token"  # as labkit makes it at `up`: owner-only
-    admin_token.write_text(secrets.token_urlsafe(32))
-    admin_token.chmod(0o600)
+    admin_token = admin_token_file(tmp_path)
 
     def start(name: str, **overrides: str) -> Service:
         env = {

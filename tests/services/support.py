@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -174,6 +175,15 @@ class Service:
 
     def signal(self, sig: signal.Signals) -> None:
         self.process.send_signal(sig)
+
+
+def admin_token_file(folder: Path) -> Path:
+    """A lab admin token in `folder`, as labkit makes it at `up` (owner-only); services refuse
+    to start without one."""
+    token = folder / "admin-token"
+    token.write_text(secrets.token_urlsafe(32))
+    token.chmod(0o600)
+    return token
 
 
 def lab_service(name: str) -> topology.Service:
