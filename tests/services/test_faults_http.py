@@ -206,7 +206,10 @@ def test_slow_start_listens_but_registers_only_when_over(etcd: Etcd, spawn, tmp_
     during = state(echo)
     assert during["ready"] is False and 0.5 < during["slow_start_remaining_s"] <= 1.0
     wait_registered(etcd, echo, timeout=started + 2.5 - time.monotonic())
-    (logged,) = [line for line in echo.logs() if line["msg"] == "registered"]
+    # the registration is in etcd before its log line is written: wait for the line
+    (logged,) = wait_until(
+        lambda: [line for line in echo.logs() if line["msg"] == "registered"] or None,
+        "echo's 'registered' log line", timeout=5)
     assert logged["seconds_since_listening"] >= 1.5
     assert "slow start over" in echo.messages()
     assert state(echo) == {**CLEAN, "ready": True, "instance": "echo-1"}
