@@ -39,7 +39,7 @@ class Security:
     @property
     def ca_file(self) -> Path:
         """The lab CA's certificate: what a client of https://<gateway> should trust
-        (httpx.Client(verify=str(lab.security.ca_file)))."""
+        (httpx.Client(verify=ssl.create_default_context(cafile=lab.security.ca_file)))."""
         return certs.ca_file(self.backend.state)
 
     def mtls(self, on: bool | None = None) -> bool:

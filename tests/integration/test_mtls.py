@@ -6,6 +6,7 @@ scraping, certificates renewed under load without a failed request, and switched
 from __future__ import annotations
 
 import os
+import ssl
 import time
 
 import grpc
@@ -43,7 +44,8 @@ def secured(lab):
 def test_https_at_the_gateway_with_a_certificate_from_the_lab_ca(secured):
     lab = secured
     url = f"https://{infra().gateway_tls.address}/"
-    with httpx.Client(verify=str(lab.security.ca_file), timeout=5) as client:
+    with httpx.Client(verify=ssl.create_default_context(cafile=lab.security.ca_file),
+                      timeout=5) as client:
         answer = client.get(url, headers={"Host": "echo.localhost"})
     assert answer.status_code == 200 and answer.json()["text"] == "hello"
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
