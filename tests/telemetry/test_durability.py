@@ -3,14 +3,17 @@ restart keeps the data."""
 
 from __future__ import annotations
 
+import http.client
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from labstack.telemetry import schema
 from labstack.telemetry.storage import Settings, Store
 from services.support import worker_host
 
-from .conftest import now_ns, span_request, start_store, unique
+from .conftest import PORT, now_ns, span_request, start_store, unique
 
 PROTOBUF = "application/x-protobuf"
 
@@ -29,6 +32,25 @@ def test_a_full_queue_answers_503_and_every_200_is_stored(private_store):
     stats = store.client().stats()
     assert stats["spans"] == 200 * codes.count(200), "exactly the acknowledged spans are stored"
     assert stats["rejected"]["busy"] == codes.count(503)
+
+
+def test_an_exporters_idle_connection_stays_open_between_exports(store):
+    # Traefik's exporter posts every 5 s on a kept-alive connection and loses the batch if the
+    # store closes it meanwhile (uvicorn's default: after 5 s idle); it closes idle ones itself
+    connection = http.client.HTTPConnection(store.host, PORT, timeout=10)
+    try:
+        for post in ("first", "after 6 s idle"):
+            try:
+                connection.request("POST", "/v1/traces", span_request(unique("idle"), 1, now_ns()),
+                                   {"Content-Type": PROTOBUF})
+                answer = connection.getresponse()
+                answer.read()
+            except (OSError, http.client.HTTPException) as exc:
+                pytest.fail(f"the {post} post on a kept-alive connection failed: {exc!r}")
+            assert answer.status == 200
+            time.sleep(6 if post == "first" else 0)
+    finally:
+        connection.close()
 
 
 def test_acknowledged_data_survives_a_restart(tmp_path):
