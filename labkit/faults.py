@@ -180,6 +180,9 @@ class Faults:
         try:
             state = self._admin(svc, slot, "GET")
         except LabError as error:
+            planned = self._planned_slow_start(svc, slot)
+            if planned is not None:  # restarted by slow_start, its API not up yet
+                return [("slow_start", f"starting; not ready until {planned:g} s after")]
             return [("unreachable", str(error).splitlines()[0])]
         found = []
         if state.get("latency"):
@@ -195,6 +198,14 @@ class Faults:
         if state.get("slow_start_remaining_s"):
             found.append(("slow_start", f"ready in {state['slow_start_remaining_s']:.1f} s"))
         return found
+
+    def _planned_slow_start(self, svc: Service, slot: int) -> float | None:
+        """The slow start an instance was restarted with (its start-up faults file), if any."""
+        try:
+            return float(json.loads(self.backend.faults_file(svc, slot).read_text())
+                         ["slow_start_s"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _admin(self, svc: Service, slot: int, method: str, body: dict | None = None) -> dict:
         return self.admin.call(svc, slot, method, "faults", body)
