@@ -205,9 +205,10 @@ def _address_space_as_its_user(pid: int, size: int | None) -> None:
     programs' user, labkit.privileges), which may change its limits without privileges."""
     proc = psutil.Process(pid)
     soft = "unlimited" if size is None else str(size)
+    owner = privileges.User(proc.username(), proc.uids().real, proc.gids().real)
     done = subprocess.run(["prlimit", f"--pid={pid}", f"--as={soft}:"],  # "N:": the soft only
-                          user=proc.uids().real, group=proc.gids().real, extra_groups=[],
-                          capture_output=True, text=True, timeout=10, check=False)
+                          **privileges.run_as(owner), capture_output=True, text=True,
+                          timeout=10, check=False)
     if done.returncode != 0:
         raise LabError(f"could not set the address-space limit of pid {pid} to {soft}: "
                        f"{done.stderr.strip()}")

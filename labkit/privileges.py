@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .errors import LabError
@@ -90,6 +91,14 @@ def programs_need() -> list[Path]:
     return [paths.REPO, paths.BIN, interpreter, Path(sys.base_prefix)]
 
 
+def run_as(user: User | None) -> dict[str, Any]:
+    """subprocess keyword arguments that start a child as `user`, without root's supplementary
+    groups; none for None (the child runs as this process's user)."""
+    if user is None:
+        return {}
+    return {"user": user.uid, "group": user.gid, "extra_groups": []}
+
+
 def blocked(user: User, folders: list[Path]) -> Path | None:
     """The first folder on the way to any of `folders` (or one of them) that `user` may not
     enter; asked as `user` (a `cd` the kernel allows or not: ACLs count)."""
@@ -99,9 +108,8 @@ def blocked(user: User, folders: list[Path]) -> Path | None:
                   if str(step) not in steps]
     # one that does not exist is skipped: labkit makes it (and everything below it)
     script = 'for p; do [ -d "$p" ] || continue; cd "$p" 2>/dev/null || { echo "$p"; exit; }; done'
-    found = subprocess.run(["/bin/sh", "-c", script, "sh", *steps], user=user.uid,
-                           group=user.gid, extra_groups=[], capture_output=True, text=True,
-                           timeout=10, check=True).stdout.strip()
+    found = subprocess.run(["/bin/sh", "-c", script, "sh", *steps], **run_as(user),
+                           capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     return Path(found) if found else None
 
 

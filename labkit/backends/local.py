@@ -359,9 +359,7 @@ class LocalBackend:
         stand_in = subprocess.Popen(
             local_config.logged_command(command, self.log_path("traefik-standin")),
             env={**os.environ, **local_config.TRAEFIK_ENV, local_config.STATE_ENV: str(self.state)},
-            start_new_session=True,
-            user=None if user is None else user.uid, group=None if user is None else user.gid,
-            extra_groups=None if user is None else [])
+            start_new_session=True, **privileges.run_as(user))
         expected = _router_names(infra().traefik_api.url) or set()
         try:
             self._wait_routers(infra().traefik_standin_api.url, expected, "the stand-in gateway",
