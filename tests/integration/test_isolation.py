@@ -93,8 +93,17 @@ def test_two_labs_side_by_side_share_nothing(lab, state_folder: Path) -> None:
         assert not set(scraped["instance"]) & set(seen["scraped"])
 
         # `labkit down` there stops that lab only
+        pids = lab.status().set_index("component")["pid"]
         subprocess.run(down, env=other_env, check=True, timeout=60, capture_output=True)
-        assert (lab.status()["state"] == "RUNNING").all()
+        # a component restarting for its own reasons is STARTING for a second (CI saw one,
+        # once): a restart caused by the other lab's `down` would show as a new pid
+        after = wait_for(lambda: (f if ((f := lab.status())["state"] == "RUNNING").all()
+                                  else None),
+                         what="every component of this lab RUNNING", timeout=15,
+                         diagnose=lambda: lab.status()[["component", "state", "pid",
+                                                        "uptime_s"]].to_string())
+        restarted = after.set_index("component")["pid"].compare(pids)
+        assert restarted.empty, f"restarted while the other lab went down:\n{restarted}"
         answer = httpx.get(f"{infra().gateway.url}/", headers={"Host": "echo.localhost"},
                            timeout=5)
         assert answer.status_code == 200

@@ -23,12 +23,20 @@ for second in range(4):  # the dashboard redraws meanwhile
     print(f"next cell, line {second}")
     time.sleep(1)
 """
+# The refresh thread draws a 2x3 figure per frame: on a busy machine its last word came after
+# NEXT had ended (and with it the execution). Wait for it, bounded, before saving.
+JOIN = """\
+import threading
+for thread in threading.enumerate():
+    if thread.name == "labkit-dashboard":
+        thread.join(timeout=30)
+"""
 
 
 @pytest.fixture(scope="module")
 def executed() -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(SHOW), nbformat.v4.new_code_cell(NEXT)])
+        cells=[nbformat.v4.new_code_cell(code) for code in (SHOW, NEXT, JOIN)])
     NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
     return notebook
 
@@ -38,7 +46,7 @@ def _text(outputs: list) -> str:
 
 
 def test_a_print_in_the_next_cell_stays_in_that_cell(executed):
-    dashboard_cell, next_cell = executed.cells
+    dashboard_cell, next_cell, _ = executed.cells
     assert _text(next_cell.outputs).count("next cell, line") == 4, next_cell.outputs
     assert "next cell" not in str(dashboard_cell.outputs)
     assert "stopped refreshing after 3 s" in str(dashboard_cell.outputs), (
