@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import matplotlib
 
-os.environ["MPLBACKEND"] = "Agg"  # tests never open windows
+# tests never open windows. Not MPLBACKEND: the notebooks' kernels inherit this process's
+# environment, and with it saved no inline plot
+matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import pytest
-from matplotlib.axes import Axes
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 
-from labkit import plots
+from labkit import plots  # noqa: E402
 from labkit.load import COLUMNS
 
 pytestmark = pytest.mark.timeout(30)
