@@ -108,6 +108,9 @@ def run(policy: Policy, observe: Callable[[], float | None], current: Callable[[
             if wanted != replicas:
                 try:
                     scale(wanted)
+                    # the loop saw nothing while instances started (8-17 s on a busy machine,
+                    # longer than a short window): what it scaled to holds from when it is done
+                    history.append((clock(), wanted))
                     row.update(action=f"scale {replicas} -> {wanted}",
                                reason=f"{rate:.1f} rps / {policy.target_rps:g} per instance")
                 except LabError as refused:  # the budget, or a rollout holding the service

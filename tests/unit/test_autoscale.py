@@ -22,7 +22,7 @@ def test_the_recommendation_is_the_rate_over_the_target_within_bounds(rate, repl
 
 
 def simulate(rates: list[float], policy: Policy = POLICY, start: int = 2,
-             refuse_above: int | None = None) -> list[dict]:
+             refuse_above: int | None = None, scale_takes: float = 0.0) -> list[dict]:
     """Run the loop over `rates` (one per interval) against a fake fleet; its decisions."""
     clock = {"now": 0.0}
     fleet = {"replicas": start}
@@ -39,6 +39,7 @@ def simulate(rates: list[float], policy: Policy = POLICY, start: int = 2,
         if refuse_above is not None and n > refuse_above:
             raise LabError(f"scaling echo to {n} needs more than the budget\nsecond line")
         fleet["replicas"] = n
+        clock["now"] += scale_takes
 
     def sleep(seconds: float) -> None:
         clock["now"] += seconds
@@ -69,6 +70,15 @@ def test_without_a_window_a_noisy_load_flaps_and_with_one_it_does_not():
     changes = [r for r in flapping if r["action"].startswith("scale")]
     assert len(changes) >= 15, "without stabilization each dip removes an instance"
     assert [r["action"] for r in steady if r["action"] != "none"] == ["scale 2 -> 3"]
+
+
+def test_a_scale_slower_than_the_window_does_not_let_the_next_decision_scale_down():
+    # notebook 19 on a busy machine: scaling 3 -> 5 took 17 s, longer than its 16 s window;
+    # the window then held no recommendation but the lull's, and the loop went down to 2
+    slow = Policy(min=2, max=6, target_rps=50, stabilization_s=16, interval_s=2)
+    rows = simulate([280, 60, 60], slow, start=3, scale_takes=17)
+    assert [r["action"] for r in rows] == ["scale 3 -> 6", "none", "none"]
+    assert "held by the 16 s stabilization window" in rows[1]["reason"]
 
 
 def test_a_refused_scale_is_recorded_with_its_reason_and_the_loop_goes_on():
