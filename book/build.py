@@ -87,8 +87,8 @@ def build_html(source: Path = SOURCE, html: Path = HTML) -> int:
     )
     if status != 0:
         raise BookError(f"sphinx-build exited {status} (its messages above, {WARNINGS})")
-    return sum(1 for line in WARNINGS.read_text(encoding="utf-8").splitlines()
-               if "WARNING" in line)
+    log = WARNINGS.read_text(encoding="utf-8") if WARNINGS.is_file() else ""
+    return sum(1 for line in log.splitlines() if "WARNING:" in line)
 
 
 def served_by_jupyter(link: str) -> bool:
