@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: setup lab test up down status bench lint clean workshop audit
+.PHONY: setup lab test up down status bench lint clean workshop audit book book-serve
 
 setup:  ## create the venv, install everything, generate stubs (idempotent)
 	@bash scripts/setup.sh
@@ -22,8 +22,17 @@ lab: setup  ## start the stack and open JupyterLab on the tour notebook; stops t
 	  PATH="$(CURDIR)/$(BIN):$$PATH" JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter" \
 	  $(BIN)/jupyter lab $(LAB_OPTIONS)
 
-test: setup  ## run the whole suite: unit, live-stack integration, every notebook
-	@$(BIN)/python -m pytest
+test: setup  ## run the whole suite: unit, live-stack integration, every notebook; then the site
+	@$(BIN)/python -m pytest && $(BIN)/python -m book.build
+
+# the course site (book/build.py): the notebooks as `make test` last executed them, with their
+# outputs, as static HTML in build/book/html; its internal links are checked
+book: setup  ## build the course site from tests/output/ (run `make test` first)
+	@$(BIN)/python -m book.build
+
+book-serve:  ## serve the course site on http://127.0.0.1:8300 (loopback only)
+	@test -f build/book/html/index.html || { echo "no site in build/book/html: run make book"; exit 1; }
+	@$(BIN)/python -m http.server 8300 --bind 127.0.0.1 --directory build/book/html
 
 up: setup
 	@$(BIN)/labkit up

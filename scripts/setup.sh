@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the lab needs; idempotent, and quick when nothing changed.
-#   - a venv in .venv with the project (labkit, labstack) and its tools
+#   - a venv in .venv with the project (labkit, labstack) and its tools, and the course
+#     site's (the book extra: Sphinx, MyST-NB, for `make book`)
 #   - Traefik, etcd and supervisord: shipped by pip packages into the venv
 #   - the gRPC stubs for routeguide, generated from its .proto
 #   - nbstripout as the repository's git filter for notebooks
@@ -21,7 +22,7 @@ fi
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "setup: installing the project and its dependencies into $VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev,book]'
   touch "$STAMP"
 fi
 
