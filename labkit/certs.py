@@ -81,10 +81,16 @@ def _write_private(path: Path, data: bytes) -> None:
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as file:
         file.write(data)
-        owner = path.parent.stat()
-        if os.geteuid() == 0:  # labkit as root writes for the programs' user, who owns it
-            os.fchown(file.fileno(), owner.st_uid, owner.st_gid)
+        _owned_like_its_folder(file.fileno(), path.parent)
     os.replace(partial, path)
+
+
+def _owned_like_its_folder(fd: int, parent: Path) -> None:
+    """labkit as root writes for the programs' user, who owns the folder (and must be able
+    to open what root made there)."""
+    if os.geteuid() == 0:
+        owner = parent.stat()
+        os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def _bundle(issued: pki.Issued) -> bytes:
@@ -181,9 +187,15 @@ def publish(state: Path, generation: int) -> None:
 def _renewing(state: Path) -> Iterator[None]:
     """One renewal at a time (the `certs` program, lab.security.rotate in a kernel)."""
     folder(state).mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(folder(state) / ".renewing", "w") as lock:
+    # the programs' user's even when root made it (lab.security.rotate): a root-owned lock
+    # left the certs program crashing on every start, and the certificates expired
+    lock = os.open(folder(state) / ".renewing", os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        _owned_like_its_folder(lock, folder(state))
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(lock)
 
 
 def rotate(state: Path, lifetime: dt.timedelta = LEAF_LIFETIME) -> int:

@@ -4,6 +4,8 @@ long, who may read them, and that a TLS handshake refuses what it should."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import pwd
 import socket
 import ssl
 import stat
@@ -61,6 +63,21 @@ def test_the_state_folder_holds_every_identity_for_its_owner_only(tmp_path: Path
     assert b"PRIVATE KEY" in bundle.read_bytes()
     assert len(list(folder.glob("instances/*.pem"))) == 10 * len(SERVICES)
     assert certs.generation(tmp_path) == 1 and not certs.mtls(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root renews for the programs' user")
+def test_a_renewal_by_root_leaves_the_folder_to_its_owner(tmp_path: Path) -> None:
+    certs.prepare(tmp_path)
+    nobody = pwd.getpwnam("nobody")
+    folder = certs.folder(tmp_path)
+    os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+    for path in folder.iterdir():
+        os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    with certs._renewing(tmp_path):
+        certs.renew(tmp_path)
+    # the certs program, as that user, must open the lock and replace what root wrote
+    owners = {path.name: path.stat().st_uid for path in folder.iterdir()}
+    assert set(owners.values()) == {nobody.pw_uid}, owners
 
 
 def test_a_renewal_makes_a_new_generation_and_drops_the_one_before_last(tmp_path: Path) -> None:
