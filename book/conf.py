@@ -13,8 +13,10 @@ nb_merge_streams = True  # a cell's prints as one block, as JupyterLab shows the
 myst_heading_anchors = 3  # headings get #anchors: a page can link to a section ([..](#slug))
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 # a notebook's sections start at `##` under its `#` title, and the suite's copies carry
-# papermill's metadata: nothing a reader would miss
-suppress_warnings = ["myst.header"]
+# papermill's metadata: nothing a reader would miss. The learning path's graph is a mermaid
+# block (GitHub and JupyterLab draw it); here it shows as its text, beside the same table:
+# drawing it would load mermaid's script from the web
+suppress_warnings = ["myst.header", "misc.highlighting_failure"]
 
 html_theme = "sphinx_book_theme"
 html_title = project
