@@ -18,15 +18,15 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from labkit import paths
+from labkit.course import learning_path
 from labkit.links import PROXIED
 
 from .links import check_site
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = paths.REPO
 BOOK = ROOT / "book"
-NOTEBOOKS = ROOT / "notebooks"
-LEARNING_PATH = NOTEBOOKS / "README.md"
-EXECUTED = ROOT / "tests" / "output"
+LEARNING_PATH = learning_path.INDEX
 BUILD = ROOT / "build" / "book"
 SOURCE = BUILD / "src"
 HTML = BUILD / "html"
@@ -41,14 +41,9 @@ class BookError(Exception):
     """What stops the build, said for the person who ran it."""
 
 
-def notebooks() -> list[Path]:
-    """The course's notebooks, in order."""
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
-
-
 def executed_copies(executed: Path, sources: list[Path]) -> list[Path]:
     """The suite's executed copy of each notebook (its default run), in the same order."""
-    copies = [executed / f"{source.stem}-default.ipynb" for source in sources]
+    copies = [paths.executed_copy(source, folder=executed) for source in sources]
     missing = [copy.name for copy in copies if not copy.is_file()]
     if missing:
         raise BookError(
@@ -105,12 +100,12 @@ def served_by_jupyter(link: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m book.build", description="Build the course site and check its links.")
-    parser.add_argument("executed", nargs="?", type=Path, default=EXECUTED,
+    parser.add_argument("executed", nargs="?", type=Path, default=paths.EXECUTED,
                         help="the suite's executed notebooks (default: tests/output)")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
-        copies = executed_copies(args.executed, notebooks())
+        copies = executed_copies(args.executed, paths.notebooks())
         stage(copies)
         warnings = build_html()
     except BookError as error:

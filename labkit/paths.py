@@ -12,6 +12,20 @@ from .errors import LabError
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin: traefik, etcd and supervisord come from pip
 
+NOTEBOOKS = REPO / "notebooks"
+EXECUTED = REPO / "tests" / "output"  # the suite's executed notebooks (tests/test_notebooks.py)
+
+
+def notebooks() -> list[Path]:
+    """The course's notebooks, in order (NN-name.ipynb: not notebooks/README.md)."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+
+
+def executed_copy(notebook: Path, variant: str = "default", folder: Path = EXECUTED) -> Path:
+    """Where the suite keeps `notebook` as it ran it (variant: default, second or off)."""
+    return folder / f"{notebook.stem}-{variant}.ipynb"
+
+
 OS_PACKAGES = ("prometheus", "wrk")  # what pip cannot install; wrk only sharpens a benchmark
 
 

@@ -17,11 +17,10 @@ import papermill
 import pytest
 from integration.helpers import declared_stack
 
+from labkit import paths
 from labkit.topology import SERVICES
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-OUTPUT = ROOT / "tests" / "output"  # executed copies, git-ignored, for inspection
+NOTEBOOKS = paths.notebooks()
 
 
 def lab_metadata(notebook: Path) -> dict:
@@ -41,8 +40,8 @@ def variants() -> list:
 
 
 def execute(notebook: Path, variant: str, parameters: dict) -> Path:
-    OUTPUT.mkdir(exist_ok=True)
-    executed = OUTPUT / f"{notebook.stem}-{variant}.ipynb"
+    paths.EXECUTED.mkdir(exist_ok=True)  # git-ignored, for inspection (and the course site)
+    executed = paths.executed_copy(notebook, variant)
     papermill.execute_notebook(
         str(notebook),
         str(executed),
