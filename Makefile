@@ -30,9 +30,11 @@ test: setup  ## run the whole suite: unit, live-stack integration, every noteboo
 book: setup  ## build the course site from tests/output/ (run `make test` first)
 	@$(BIN)/python -m book.build
 
-book-serve:  ## serve the course site on http://127.0.0.1:8300 (loopback only)
+# another port for a second checkout's site: make book-serve BOOK_PORT=8301
+BOOK_PORT ?= 8300
+book-serve:  ## serve the course site on http://127.0.0.1:$(BOOK_PORT) (loopback only)
 	@test -f build/book/html/index.html || { echo "no site in build/book/html: run make book"; exit 1; }
-	@$(BIN)/python -m http.server 8300 --bind 127.0.0.1 --directory build/book/html
+	@$(BIN)/python -m http.server $(BOOK_PORT) --bind 127.0.0.1 --directory build/book/html
 
 up: setup
 	@$(BIN)/labkit up
