@@ -28,6 +28,7 @@ from .background import BackgroundJobs
 from .deploy import Deployments
 from .errors import LabError
 from .faults import Faults
+from .gameday.game import GameDay
 from .gateway import Gateway
 from .kv import etcd_client
 from .load import check as check_load
@@ -71,6 +72,7 @@ class Lab:
         self._loads = BackgroundJobs(MAX_BACKGROUND_LOADS, "background loads")
         self._autoscalers: dict[str, autoscale.Autoscaler] = {}
         self._guards: dict[str, ip_guard.Guard] = {}
+        self._gameday: GameDay | None = None
         self._open_clients()
 
     def _open_clients(self) -> None:
@@ -112,6 +114,14 @@ class Lab:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+    @property
+    def gameday(self) -> GameDay:
+        """The game day (labkit.gameday): start(seed) a hidden incident, answer(service=...,
+        instance=..., cause=...), debrief(), end()."""
+        if self._gameday is None:
+            self._gameday = GameDay(self)
+        return self._gameday
 
     @property
     def plot(self) -> ModuleType:
