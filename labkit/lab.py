@@ -25,6 +25,8 @@ from .admin_api import AdminApi
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
+from .course import exercises
+from .course.checks import CATALOGUE
 from .deploy import Deployments
 from .errors import LabError
 from .faults import Faults
@@ -616,6 +618,16 @@ class Lab:
         are not routed within `ready_timeout` seconds. Returns one row per round."""
         require_up(self.backend)
         return self._deployments.rollout(name, version, batch, surge, ready_timeout)
+
+    # ---- the course --------------------------------------------------------
+
+    def check(self, exercise: str, **answers: object) -> exercises.Verdict:
+        """Check a notebook's exercise ("05.3": notebook 05, its third) against the live lab:
+        what the check measured and what is still missing, then the explained answer. A
+        conceptual exercise gets its explained answer. Answers go as keywords, as the
+        exercise asks: lab.check("05.1", failed=0.0)."""
+        require_up(self.backend)
+        return exercises.check(self, exercise, CATALOGUE, **answers)
 
 
 def gateway_target(url: str) -> tuple[str, str | None]:

@@ -13,12 +13,18 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin: traefik, etcd and supervisord come from pip
 
 NOTEBOOKS = REPO / "notebooks"
+SOLUTIONS = NOTEBOOKS / "solutions"  # worked solutions of the checked exercises
 EXECUTED = REPO / "tests" / "output"  # the suite's executed notebooks (tests/test_notebooks.py)
 
 
 def notebooks() -> list[Path]:
     """The course's notebooks, in order (NN-name.ipynb: not notebooks/README.md)."""
     return sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
+
+
+def solutions() -> list[Path]:
+    """The worked solutions, one notebook per course notebook (named like it)."""
+    return sorted(SOLUTIONS.glob("[0-9][0-9]-*.ipynb"))
 
 
 def executed_copy(notebook: Path, variant: str = "default", folder: Path = EXECUTED) -> Path:

@@ -80,7 +80,22 @@ def test_notebook(lab, notebook: Path, variant: str) -> None:
             f"with {meta['switch']}=False the notebook should fail its own check "
             f"({meta['fails_with']!r}), it failed with {error.ename}: {error.evalue}"
         )
-    # whatever a failed run left behind (faults, policies, counts), the next test starts clean
+    restore(lab)
+
+
+@pytest.mark.live
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("notebook", paths.solutions(), ids=lambda p: f"solutions-{p.stem}")
+def test_solution(lab, notebook: Path) -> None:
+    """Each worked solution runs its exercises' checks before solving them (each must say
+    what is missing) and after (each must pass): every checked exercise is solvable."""
+    execute(notebook, "solutions", {})
+    restore(lab)
+
+
+def restore(lab) -> None:
+    """Whatever a failed run left behind (faults, policies, counts): the next test starts
+    clean."""
     declared_stack(lab)
     for name in SERVICES:
         lab.policies.clear(name)

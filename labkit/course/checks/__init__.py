@@ -1,0 +1,18 @@
+"""The checked exercises of each notebook (labkit.course.exercises): module nNN holds notebook
+NN's, as a tuple EXERCISES."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ..exercises import Exercise
+
+
+def _catalogue() -> dict[str, Exercise]:
+    modules = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name[0] == "n")
+    return {e.id: e for name in modules
+            for e in importlib.import_module(f"{__name__}.{name}").EXERCISES}
+
+
+CATALOGUE = _catalogue()

@@ -1,0 +1,35 @@
+"""What the checks read and measure, with the learner's own APIs (no hidden channel)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from ...lab import Lab
+
+ECHO_URL = "http://echo.localhost/"
+
+
+def policy_settings(lab: Lab, service: str, policy: str) -> dict[str, str] | None:
+    """A policy's settings as lab.policies.policies() shows them ("attempts=3, ..."), or
+    None when the service has no such policy."""
+    table = lab.policies.policies(service)
+    rows = table[table["policy"] == policy]
+    if rows.empty:
+        return None
+    pairs = (item.split("=", 1) for item in rows.iloc[0]["settings"].split(", "))
+    return {key: value for key, value in pairs}
+
+
+def faulted_instances(lab: Lab, service: str) -> list[str]:
+    """The service's instances with a fault in force ("echo-2: latency 1000 ms", ...)."""
+    faults = lab.faults()
+    rows = faults[faults["service"] == service]
+    return [f"{r.instance}: {r.fault} {r.detail}".strip() for r in rows.itertuples()]
+
+
+def error_share(frame: pd.DataFrame) -> float:
+    """The share of requests that did not succeed."""
+    return float((frame["status"] != 200).mean()) if len(frame) else 0.0
