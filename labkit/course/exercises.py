@@ -77,6 +77,18 @@ class Verdict:
         printer.text(str(self))
 
 
+def number(value: object, name: str, low: float, high: float, meaning: str) -> float:
+    """A learner's numeric answer in [low, high], or an error saying what it should be."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise LabError(f"{name} is {meaning}, between {low:g} and {high:g}; got {value!r}")
+    return float(value)
+
+
+def share(value: object, name: str) -> float:
+    """A learner's share (0.05 for 5%), or an error saying so."""
+    return number(value, name, 0, 1, "a share (0.05 for 5%)")
+
+
 def check(lab: Lab, exercise_id: str, catalogue: Mapping[str, Exercise],
           **answers: object) -> Verdict:
     """Run exercise `exercise_id`'s check against `lab` with the learner's `answers`."""

@@ -11,8 +11,7 @@ import pytest
 from labkit import paths
 from labkit.course import exercises
 from labkit.course.checks import CATALOGUE
-from labkit.course.checks.n05 import share
-from labkit.course.exercises import Exercise, Findings
+from labkit.course.exercises import Exercise, Findings, share
 from labkit.errors import LabError
 
 
@@ -68,7 +67,7 @@ def test_a_verdict_says_what_is_missing_and_the_answer_only_once_solved() -> Non
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, True, "5%"])
 def test_a_share_is_between_0_and_1(bad: object) -> None:
-    with pytest.raises(LabError, match="a share between 0 and 1"):
+    with pytest.raises(LabError, match=r"failed is a share \(0.05 for 5%\), between 0 and 1"):
         share(bad, "failed")
 
 

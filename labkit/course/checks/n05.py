@@ -6,8 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ... import durations
-from ...errors import LabError
-from ..exercises import Exercise, Findings
+from ..exercises import Exercise, Findings, number, share
 from .measure import ECHO_URL, error_share, faulted_instances, policy_settings
 
 if TYPE_CHECKING:
@@ -18,13 +17,6 @@ NAIVE_ATTEMPTS = 5  # the notebook's attempts_cap
 STORM_ERROR_RATE = 0.95
 CRASHED = 2
 MAX_CRASH_ERRORS = 0.01  # the notebook's bound for a crash behind retries
-
-
-def share(value: object, what: str) -> float:
-    """A share between 0 and 1, or an error saying so."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise LabError(f"{what} is a share between 0 and 1 (0.05 for 5%), got {value!r}")
-    return float(value)
 
 
 def healthy_timeout(lab: Lab, failed: object) -> Findings:
@@ -54,10 +46,8 @@ def healthy_timeout(lab: Lab, failed: object) -> Findings:
 
 
 def storm_attempts(lab: Lab, attempts: object) -> Findings:
-    if isinstance(attempts, bool) or not isinstance(attempts, int | float) or not (
-            1 <= attempts <= NAIVE_ATTEMPTS):
-        raise LabError(f"attempts is the mean number of attempts per request, between 1 and "
-                       f"{NAIVE_ATTEMPTS}, got {attempts!r}")
+    attempts = number(attempts, "attempts", 1, NAIVE_ATTEMPTS,
+                      "the mean number of attempts per request")
     found = Findings()
     frame = lab.load(ECHO_URL, rps=100, seconds=2)
     p = error_share(frame)
