@@ -83,8 +83,8 @@ KINDS: dict[str, Kind] = {k.cause: k for k in (
     Kind("memory_leak", "a leaking instance",
          "A few echo.localhost requests failed with 502 Bad Gateway, all at about the same "
          "moment, for no visible reason.",
-         "{instance} leaked 10 MiB a second under a 128 MiB memory limit: the kernel "
-         "killed it at the limit and supervisord restarted it.",
+         "{instance} leaked 10 MiB a second against a 128 MiB memory limit: about 8 s in, "
+         "the kernel kills it at the limit and supervisord restarts it.",
          "the per-instance resident memory in Prometheus (process_resident_memory_bytes): "
          "one instance climbing in a straight line, then dropping; lab.status() shows it "
          "with a far shorter uptime than its neighbours (a restart)."),
