@@ -39,7 +39,7 @@ TRACKS: list[tuple[str, int, tuple[str, ...]]] = [
      ("00", "01", "02", "03", "05", "07", "09", "10", "11", "12", "13")),
     ("Security (half a day)", 210,
      ("00", "01", "02", "03", "04", "05", "07", "09", "10", "11", "14", "15", "16", "17")),
-    ("The whole course (a full day)", 420, tuple(f"{n:02d}" for n in range(20))),
+    ("The whole course (a full day)", 420, tuple(f"{n:02d}" for n in range(21))),
 ]
 
 
