@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from ...errors import LabError
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -33,3 +36,10 @@ def faulted_instances(lab: Lab, service: str) -> list[str]:
 def error_share(frame: pd.DataFrame) -> float:
     """The share of requests that did not succeed."""
     return float((frame["status"] != 200).mean()) if len(frame) else 0.0
+
+
+def choice(value: object, name: str, options: Collection[str]) -> str:
+    """A learner's answer among named options ("echo", ...), or an error naming them."""
+    if value not in options:
+        raise LabError(f"{name} is one of {', '.join(map(repr, sorted(options)))}; got {value!r}")
+    return str(value)
