@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ...errors import LabError
+from ...errors import LabError, LabTimeout
+from ...waits import wait_for
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -36,6 +37,21 @@ def faulted_instances(lab: Lab, service: str) -> list[str]:
 def error_share(frame: pd.DataFrame) -> float:
     """The share of requests that did not succeed."""
     return float((frame["status"] != 200).mean()) if len(frame) else 0.0
+
+
+def registered(lab: Lab, service: str) -> set[str]:
+    """The service's instances the registry lists ("echo-1", ...)."""
+    return set(lab.instances(service)["instance"])
+
+
+def eventually(holds: Callable[[], bool], *, what: str, timeout: float) -> bool:
+    """Whether `holds` comes true within `timeout` s: a bounded wait whose outcome a check
+    reports as missing rather than raises."""
+    try:
+        wait_for(holds, what=what, timeout=timeout)
+    except LabTimeout:
+        return False
+    return True
 
 
 def choice(value: object, name: str, options: Collection[str]) -> str:

@@ -1,0 +1,123 @@
+"""Notebook 18's exercises: resource limits."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ...errors import LabTimeout
+from ...waits import wait_for
+from ..exercises import Exercise, Findings, number, share
+from .measure import ECHO_URL, error_share, faulted_instances, policy_settings
+
+if TYPE_CHECKING:
+    from ...lab import Lab
+
+TIGHT_LIMIT_MB = 64
+LEAK_MB_PER_S = 40  # the notebook's leak
+
+
+def echo_1(lab: Lab, column: str) -> float | None:
+    """echo-1's value in lab.limits() ("memory_limit_mb", "memory_mb"); None: unlimited."""
+    value = lab.limits("echo").set_index("instance").loc["echo-1", column]
+    return None if value is None or value != value else float(value)  # NaN: unlimited
+
+
+def echo_1_pid(lab: Lab) -> int | None:
+    """echo-1's pid; None while supervisord restarts it."""
+    pid = lab.status().set_index("component").loc["echo-1", "pid"]
+    return None if pid is None or pid != pid else int(pid)  # NaN: not running
+
+
+def leak_under_load(lab: Lab, seconds: float) -> tuple[pd.DataFrame, bool]:
+    """The notebook's experiment: load through the gateway while echo-1 leaks from 1 s in.
+    Returns the requests, and whether echo-1 was restarted (a new pid) before the load
+    ended; a leak that outlives the load is healed, so that no fault stays behind."""
+    before = echo_1_pid(lab)
+    traffic = lab.start_load(ECHO_URL, rps=50, seconds=seconds)
+    time.sleep(1)
+    lab.fault("echo", 1, leak_mb_per_s=LEAK_MB_PER_S)
+    try:
+        wait_for(lambda: echo_1_pid(lab) != before, what="echo-1 to meet its limit",
+                 timeout=seconds - 1)
+        restarted = True
+    except LabTimeout:
+        restarted = False
+    frame = traffic.result()
+    if not restarted:
+        lab.heal()
+    return frame, restarted
+
+
+def tight_limit(lab: Lab, headroom_mb: object) -> Findings:
+    said = number(headroom_mb, "headroom_mb", 0, 10_000, "echo-1's limit minus its memory, MiB")
+    found = Findings()
+    limit = echo_1(lab, "memory_limit_mb")
+    if not found.require(limit == TIGHT_LIMIT_MB,
+                         f"echo-1's memory limit is {limit or 'not set'}: "
+                         f"lab.limits('echo', memory='{TIGHT_LIMIT_MB}M')") or limit is None:
+        return found
+    used = echo_1(lab, "memory_mb") or 0.0
+    found.seen.append(f"echo-1: limit {limit:.0f} MiB, resident {used:.0f} MiB, so "
+                      f"{limit - used:.0f} MiB of headroom")
+    found.require(abs(said - (limit - used)) <= 8,
+                  f"you said {said:.0f} MiB: read memory_limit_mb and memory_mb in "
+                  "lab.limits('echo')")
+    return found
+
+
+def restart_without_retries(lab: Lab, failed: object) -> Findings:
+    said = share(failed, "failed")
+    found = Findings()
+    retry = policy_settings(lab, "echo", "retry")
+    found.require(retry is None, f"echo still retries ({retry}): lab.policies.clear('echo')")
+    found.require(echo_1(lab, "memory_limit_mb") is not None,
+                  "echo-1 has no memory limit, so the leak never meets one: "
+                  "lab.limits('echo', memory='128M')")
+    faults = faulted_instances(lab, "echo")
+    found.require(not faults, f"faults in force on echo ({'; '.join(faults)}): lab.heal(), "
+                              "then set the limit again")
+    if found.missing:
+        return found
+    frame, restarted = leak_under_load(lab, seconds=12)
+    measured = error_share(frame)
+    found.seen.append(f"echo-1 leaking {LEAK_MB_PER_S} MiB/s without retries: "
+                      f"{'restarted' if restarted else 'not restarted'}; {measured:.2%} of "
+                      f"{len(frame)} requests failed")
+    if not found.require(restarted, "echo-1 was not restarted within the load: lower its "
+                                    "memory limit (lab.limits('echo', memory='128M'))"):
+        return found
+    # a restart fails a handful of requests, which varies from run to run: the answer must
+    # have the right size, not the same count
+    found.require(measured / 3 - 0.005 <= said <= 3 * measured + 0.01,
+                  f"you said {said:.2%}; measured now: {measured:.2%}. Count the non-200 "
+                  "rows of the notebook's load")
+    return found
+
+
+EXERCISES = (
+    Exercise(
+        "18.1", f"a {TIGHT_LIMIT_MB}M limit: how much headroom does echo-1 have?",
+        "A few MiB: an idle instance already holds about 60 MiB. The leak crosses the limit "
+        "in a fraction of a second, and so would a healthy instance at a busy moment (bigger "
+        "buffers, more requests in flight): killed, restarted, killed again, a crash loop "
+        "that looks like a bug in the code. Set a limit from the peak you measured, with room.",
+        tight_limit, ("headroom_mb",)),
+    Exercise(
+        "18.2", "retries off: which share of requests fails at the restart?",
+        "A few requests, around 1%: those echo-1 had in flight when the kernel killed it, and "
+        "those the gateway sent it before its health check and the registry took it out. "
+        "With retries (notebook 05) the gateway sends them again to a neighbour, and almost "
+        "none fail: a limit and retries are designed to work together.",
+        restart_without_retries, ("failed",)),
+    Exercise(
+        "18.3", "a 1.0-core CPU limit: is echo-1 still throttled, and why does p2c still "
+                "avoid it?",
+        "Rarely or not at all: the hog wants one core and the quota allows one, so the kernel "
+        "seldom has to hold it back. p2c still gives echo-1 less traffic because its requests "
+        "are slow anyway: the handler shares the process, and Python's GIL, with the busy "
+        "thread, so requests stay in flight longer there, and p2c picks the less busy of two. "
+        "A limit protects the machine; it does not make the hog's own requests fast."),
+)
