@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from ...errors import LabError, LabTimeout
 from ...waits import wait_for
+from ..exercises import Findings
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -23,7 +25,8 @@ def policy_settings(lab: Lab, service: str, policy: str) -> dict[str, str] | Non
     rows = table[table["policy"] == policy]
     if rows.empty:
         return None
-    pairs = (item.split("=", 1) for item in rows.iloc[0]["settings"].split(", "))
+    # split before each "key=": a breaker's expression holds ", " itself
+    pairs = (item.split("=", 1) for item in re.split(r", (?=\w+=)", rows.iloc[0]["settings"]))
     return {key: value for key, value in pairs}
 
 
@@ -32,6 +35,26 @@ def faulted_instances(lab: Lab, service: str) -> list[str]:
     faults = lab.faults()
     rows = faults[faults["service"] == service]
     return [f"{r.instance}: {r.fault} {r.detail}".strip() for r in rows.itertuples()]
+
+
+def instances_with(lab: Lab, service: str, fault: str) -> set[str]:
+    """The service's instances with one kind of fault in force ("latency", "error_rate")."""
+    faults = lab.faults()
+    return set(faults[(faults["service"] == service) & (faults["fault"] == fault)]["instance"])
+
+
+def every_instance_with(found: Findings, lab: Lab, service: str, fault: str, how: str) -> bool:
+    """Whether every instance of `service` has `fault` in force; if not, notes in `found`
+    which have it and `how` to set it."""
+    have = instances_with(lab, service, fault)
+    return found.require(bool(have) and have == registered(lab, service),
+                         f"every {service} instance should have {fault} in force, now "
+                         f"{', '.join(sorted(have)) or 'none'} have: {how}")
+
+
+def close_to(said: float, measured: float, absolute: float, relative: float = 0.0) -> bool:
+    """Whether a learner's number agrees with the measured one, within the larger slack."""
+    return abs(said - measured) <= max(absolute, relative * abs(measured))
 
 
 def error_share(frame: pd.DataFrame) -> float:
