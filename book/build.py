@@ -2,8 +2,9 @@
 
     python -m book.build [EXECUTED]    # EXECUTED: the executed copies, default tests/output
 
-Takes `<stem>-default.ipynb` from EXECUTED for each notebooks/NN-*.ipynb (the suite keeps
-them: `make test` first), puts them under their own names beside book/conf.py, book/index.md
+Takes `<stem>-default.ipynb` from EXECUTED for each notebooks/NN-*.ipynb and
+`<stem>-solutions.ipynb` for each worked solution (the suite keeps them: `make test` first),
+puts them under their own names (solutions in solutions/) beside book/conf.py, book/index.md
 and the learning path (notebooks/README.md) in build/book/src, builds build/book/html with
 Sphinx and MyST-NB (no execution: the suite's outputs), then checks every internal link of the
 site. Exit status 1 names each missing copy or broken link.
@@ -33,6 +34,7 @@ HTML = BUILD / "html"
 WARNINGS = BUILD / "warnings.log"
 # the themes' static files: their .html files are Jinja fragments, not pages
 ASSETS = ("_static",)
+SOLUTIONS = paths.SOLUTIONS.name  # the folder the notebooks link their solutions in
 # the lab's pages as the notebooks link them: `<Jupyter base URL><component>/...` (labkit.links)
 LAB_PAGES = frozenset(page.name for page in PROXIED)
 
@@ -41,9 +43,9 @@ class BookError(Exception):
     """What stops the build, said for the person who ran it."""
 
 
-def executed_copies(executed: Path, sources: list[Path]) -> list[Path]:
-    """The suite's executed copy of each notebook (its default run), in the same order."""
-    copies = [paths.executed_copy(source, folder=executed) for source in sources]
+def executed_copies(executed: Path, sources: list[Path], variant: str = "default") -> list[Path]:
+    """The suite's executed copy of each notebook (its `variant` run), in the same order."""
+    copies = [paths.executed_copy(source, variant, executed) for source in sources]
     missing = [copy.name for copy in copies if not copy.is_file()]
     if missing:
         raise BookError(
@@ -54,10 +56,11 @@ def executed_copies(executed: Path, sources: list[Path]) -> list[Path]:
     return copies
 
 
-def stage(copies: list[Path], source: Path = SOURCE) -> None:
-    """The site's sources: conf.py, index.md with its table of contents, the notebooks."""
+def stage(copies: list[Path], solutions: list[Path], source: Path = SOURCE) -> None:
+    """The site's sources: conf.py, index.md with its tables of contents, the notebooks, and
+    their worked solutions in solutions/ (where the notebooks' exercises link them)."""
     shutil.rmtree(source, ignore_errors=True)
-    source.mkdir(parents=True)
+    (source / SOLUTIONS).mkdir(parents=True)
     shutil.copy2(BOOK / "conf.py", source / "conf.py")
     pages = []
     if LEARNING_PATH.is_file():
@@ -67,9 +70,20 @@ def stage(copies: list[Path], source: Path = SOURCE) -> None:
         name = copy.name.removesuffix("-default.ipynb")
         shutil.copy2(copy, source / f"{name}.ipynb")
         pages.append(name)
-    toctree = "\n".join(["```{toctree}", ":maxdepth: 1", ":caption: Notebooks", "", *pages, "```"])
+    solved = []
+    for copy in solutions:
+        name = copy.name.removesuffix("-solutions.ipynb")
+        shutil.copy2(copy, source / SOLUTIONS / f"{name}.ipynb")
+        solved.append(f"{SOLUTIONS}/{name}")
     index = (BOOK / "index.md").read_text(encoding="utf-8")
-    (source / "index.md").write_text(f"{index}\n{toctree}\n", encoding="utf-8")
+    tables = "\n".join(toctree(caption, names) for caption, names in
+                       (("Notebooks", pages), ("Worked solutions", solved)))
+    (source / "index.md").write_text(f"{index}\n{tables}", encoding="utf-8")
+
+
+def toctree(caption: str, pages: list[str]) -> str:
+    return "\n".join(["```{toctree}", ":maxdepth: 1", f":caption: {caption}", "", *pages,
+                      "```", ""])
 
 
 def build_html(source: Path = SOURCE, html: Path = HTML) -> int:
@@ -106,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     try:
         copies = executed_copies(args.executed, paths.notebooks())
-        stage(copies)
+        solutions = executed_copies(args.executed, paths.solutions(), "solutions")
+        stage(copies, solutions)
         warnings = build_html()
     except BookError as error:
         print(f"book: {error}", file=sys.stderr)
@@ -117,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if broken:
         print(f"book: {len(broken)} broken internal link(s) in {HTML}", file=sys.stderr)
         return 1
-    print(f"book: {len(copies)} notebooks in {HTML.relative_to(ROOT)}/index.html "
+    print(f"book: {len(copies)} notebooks and {len(solutions)} solutions in {HTML.relative_to(ROOT)}/index.html "
           f"({time.monotonic() - start:.1f} s; {warnings} Sphinx warnings, {WARNINGS.name}); "
           "internal links ok. `make book-serve` serves it on http://127.0.0.1:8300")
     return 0

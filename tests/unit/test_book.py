@@ -90,3 +90,17 @@ def test_missing_executed_copies_are_named_with_what_to_run(tmp_path: Path) -> N
     (tmp_path / "01-load-balancing-default.ipynb").write_text("{}", encoding="utf-8")
     assert [p.name for p in build.executed_copies(tmp_path, sources)] == [
         "00-tour-default.ipynb", "01-load-balancing-default.ipynb"]
+
+
+def test_solutions_are_staged_where_the_notebooks_link_them(tmp_path: Path) -> None:
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for name in ("05-retries-default.ipynb", "05-retries-solutions.ipynb"):
+        (executed / name).write_text("{}", encoding="utf-8")
+    source = tmp_path / "src"
+    build.stage([executed / "05-retries-default.ipynb"],
+                [executed / "05-retries-solutions.ipynb"], source)
+    assert (source / "05-retries.ipynb").is_file()
+    assert (source / "solutions" / "05-retries.ipynb").is_file()  # notebooks/solutions/ too
+    index = (source / "index.md").read_text(encoding="utf-8")
+    assert ":caption: Worked solutions\n\nsolutions/05-retries\n" in index, index
