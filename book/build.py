@@ -132,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     if broken:
         print(f"book: {len(broken)} broken internal link(s) in {HTML}", file=sys.stderr)
         return 1
-    print(f"book: {len(copies)} notebooks and {len(solutions)} solutions in {HTML.relative_to(ROOT)}/index.html "
-          f"({time.monotonic() - start:.1f} s; {warnings} Sphinx warnings, {WARNINGS.name}); "
+    print(f"book: {len(copies)} notebooks and {len(solutions)} solutions in "
+          f"{HTML.relative_to(ROOT)}/index.html ({time.monotonic() - start:.1f} s; "
+          f"{warnings} Sphinx warnings, {WARNINGS.name}); "
           "internal links ok. `make book-serve` serves it on http://127.0.0.1:8300")
     return 0
 
