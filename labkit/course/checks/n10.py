@@ -66,7 +66,8 @@ def parallel_calls(lab: Lab, web_ms: object) -> Findings:
     echo_ms = echo["duration_ms"].median() if len(echo) else math.nan
     found.seen.append(f"in {len(both)} traces {SLOW} served: web {web:.0f} ms, {SLOW} "
                       f"{slow:.0f} ms and echo {echo_ms:.1f} ms (medians)")
-    found.require(abs(said - web) <= max(30, web / 4),
+    # one trace against the median: a busy machine adds tens of ms to a single request
+    found.require(abs(said - web) <= max(50, web / 3),
                   f"you said web took {said:.0f} ms; its spans say {web:.0f} ms. Read the "
                   f"web span of a trace {SLOW} served (lab.plot.trace)")
     return found
