@@ -9,7 +9,7 @@ import pandas as pd
 
 from ...errors import LabError
 from ..exercises import Exercise, Findings, number
-from .measure import ECHO_URL
+from .measure import ECHO_URL, policy_settings
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -27,14 +27,10 @@ DENIED_NETWORK = "127.0.0.16/28"
 
 
 def gate_clients(lab: Lab, gate: str) -> list[str]:
-    """The clients on echo's deny or allow list ("127.0.0.21/32", ...). Not policy_settings:
-    a gate's settings list its clients with the same ", " that separates settings."""
-    table = lab.policies.policies("echo")
-    rows = table[table["policy"] == gate]
-    if rows.empty:
-        return []
-    items = rows.iloc[0]["settings"].removeprefix("clients=").split(", ")
-    return [item for item in items if not item.startswith("expire")]
+    """The clients on echo's deny or allow list ("127.0.0.21/32", ...): its one setting,
+    "clients=a, b", may end with how long the list has left ("expires in 5 s")."""
+    listed = (policy_settings(lab, "echo", gate) or {}).get("clients", "")
+    return [item for item in listed.split(", ") if item and not item.startswith("expire")]
 
 
 def statuses(lab: Lab, clients: tuple[str, ...], rps: int,
