@@ -60,10 +60,14 @@ def low_threshold(lab: Lab, banned: object) -> Findings:
         decisions = guard.decisions
     finally:
         guard.stop()  # lifts its bans
-    out = sorted(set(decisions.loc[decisions["action"] == "ban", "client"]))
+    banned_now = set(decisions.loc[decisions["action"] == "ban", "client"])
+    out = banned_now & {*REGULARS, ABUSER}
+    # the guard's first window reaches back before it started: earlier traffic counts too
+    others = sorted(banned_now - out)
+    also = f" (and {', '.join(others)}, for traffic sent just before)" if others else ""
     found.seen.append(f"the check's guard (max_rps={LOW_MAX_RPS}, window {LOW_WINDOW}) watched "
                       f"{len(REGULARS)} clients at {REGULAR_RPS} rps and one at {FLOOD_RPS} "
-                      f"rps for {SECONDS} s and banned {len(out)} of them")
+                      f"rps for {SECONDS} s and banned {len(out)} of them{also}")
     found.require(said == len(out),
                   f"you said {said:g} of the {len(REGULARS) + 1} clients are banned: compare "
                   f"each client's rate in the notebook's traffic with the threshold of "
