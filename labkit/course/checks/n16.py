@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ... import certs, pki
+from ...security import MIN_LIFETIME_S
 from ..exercises import Exercise, Findings, number
 from .measure import ECHO_URL, error_share
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from ...lab import Lab
 
 SHORT_LIFETIME_S = 60
+RENEW_S = certs.RENEW_EVERY.total_seconds()
 
 
 def short_lifetime(lab: Lab, valid: object) -> Findings:
@@ -32,7 +34,7 @@ def short_lifetime(lab: Lab, valid: object) -> Findings:
     frame = lab.load(ECHO_URL, rps=20, seconds=1)
     found.seen.append(f"echo's certificates were renewed with a {lifetime:.0f} s lifetime and "
                       f"are valid for {window:.0f} s; the certs program renews every "
-                      f"{certs.RENEW_EVERY.total_seconds():.0f} s, so next at "
+                      f"{RENEW_S:.0f} s, so next at "
                       f"{renewal:%H:%M:%S} UTC, {gap:.0f} s after they expire; through the "
                       f"gateway now, {error_share(frame):.0%} of {len(frame)} requests failed")
     found.require(abs(said - window) <= 2,
@@ -45,8 +47,8 @@ EXERCISES = (
     Exercise(
         "16.1", "stop the certs program: what happens 5 minutes after the last renewal?",
         "Five minutes later, every serial renewed in the meantime by the `certs` program "
-        "(every 100 s, a third of the 5-minute lifetime) has changed, and `issuer` is the lab "
-        "CA each time. Stopped, nothing renews: the certificates of the instances, the "
+        f"(every {RENEW_S:.0f} s, a third of the 5-minute lifetime) has changed, and `issuer` "
+        "is the lab CA each time. Stopped, nothing renews: the certificates of the instances, the "
         "gateway and Prometheus expire 5 minutes after the last renewal, every handshake "
         "between the gateway and an instance fails, and on mTLS every request through the "
         "gateway fails at once (502), as does Prometheus's scrape. Renewal every third of the "
@@ -68,7 +70,8 @@ EXERCISES = (
         "behind. The lower bound is renewal: a certificate must be renewed and picked up by "
         "its holder (instances re-read their file every second, the gateway switches "
         "generation) well before it expires, with room for a failed renewal and for clock "
-        "skew; labkit refuses under 30 s. Here the certs program still renews every 100 s, a "
+        f"skew; labkit refuses under {MIN_LIFETIME_S} s. Here the certs program still renews "
+        f"every {RENEW_S:.0f} s, a "
         "third of the usual 5 minutes, so 1-minute certificates expire before their next "
         "renewal: a shorter lifetime needs a faster renewal loop (and costs a signature per "
         "certificate each time).",
