@@ -12,7 +12,7 @@ Exercises section numbers them ("05.3" is notebook 05's third exercise).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,13 @@ def number(value: object, name: str, low: float, high: float, meaning: str) -> f
 def share(value: object, name: str) -> float:
     """A learner's share (0.05 for 5%), or an error saying so."""
     return number(value, name, 0, 1, "a share (0.05 for 5%)")
+
+
+def choice(value: object, name: str, options: Collection[str]) -> str:
+    """A learner's answer among named options ("echo", ...), or an error naming them."""
+    if value not in options:
+        raise LabError(f"{name} is one of {', '.join(map(repr, sorted(options)))}; got {value!r}")
+    return str(value)
 
 
 def check(lab: Lab, exercise_id: str, catalogue: Mapping[str, Exercise],

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ...errors import LabError, LabTimeout
+from ...errors import LabTimeout
 from ...waits import wait_for
 from ..exercises import Findings
 
@@ -76,9 +76,3 @@ def eventually(holds: Callable[[], bool], *, what: str, timeout: float) -> bool:
         return False
     return True
 
-
-def choice(value: object, name: str, options: Collection[str]) -> str:
-    """A learner's answer among named options ("echo", ...), or an error naming them."""
-    if value not in options:
-        raise LabError(f"{name} is one of {', '.join(map(repr, sorted(options)))}; got {value!r}")
-    return str(value)

@@ -9,8 +9,8 @@ import httpx
 import psutil
 
 from ...topology import service
-from ..exercises import Exercise, Findings, share
-from .measure import ECHO_URL, choice
+from ..exercises import Exercise, Findings, choice, share
+from .measure import ECHO_URL
 
 if TYPE_CHECKING:
     from ...lab import Lab

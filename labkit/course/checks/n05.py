@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ... import durations
 from ..exercises import Exercise, Findings, number, share
-from .measure import ECHO_URL, error_share, faulted_instances, policy_settings
+from .measure import ECHO_URL, close_to, error_share, faulted_instances, policy_settings
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -39,7 +39,7 @@ def healthy_timeout(lab: Lab, failed: object) -> Findings:
     found.seen.append(f"with a {EXERCISE_TIMEOUT} timeout and no fault, {measured:.1%} of "
                       f"{len(frame)} requests failed; their p99 was "
                       f"{frame['latency_ms'].quantile(0.99):.0f} ms")
-    found.require(abs(said - measured) <= max(0.02, measured / 2),
+    found.require(close_to(said, measured, 0.02, 0.5),
                   f"you said {said:.1%} fail; measured now: {measured:.1%}. Measure with "
                   f"lab.load('{ECHO_URL}', rps=50, seconds=3)")
     return found
@@ -60,7 +60,7 @@ def storm_attempts(lab: Lab, attempts: object) -> Findings:
     expected = (1 - p ** NAIVE_ATTEMPTS) / (1 - p)
     found.seen.append(f"at that rate a client trying up to {NAIVE_ATTEMPTS} times makes "
                       f"(1 - p^{NAIVE_ATTEMPTS}) / (1 - p) = {expected:.2f} attempts a request")
-    found.require(abs(attempts - expected) / expected <= 0.15,
+    found.require(close_to(attempts, expected, 0, 0.15),
                   f"you said {attempts:.2f} attempts a request: count them with the "
                   "notebook's naive_retries, or work them out from the formula")
     return found

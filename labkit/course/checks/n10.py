@@ -10,8 +10,8 @@ import pandas as pd
 
 from ...errors import LabTimeout
 from ...waits import wait_for
-from ..exercises import Exercise, Findings, number
-from .measure import choice, faulted_instances
+from ..exercises import Exercise, Findings, choice, number
+from .measure import faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab

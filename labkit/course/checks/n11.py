@@ -12,8 +12,8 @@ import pandas as pd
 from ... import log_analysis
 from ...errors import LabError, LabTimeout
 from ...waits import wait_for
-from ..exercises import Exercise, Findings, number
-from .measure import choice, faulted_instances
+from ..exercises import Exercise, Findings, choice, number
+from .measure import faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab

@@ -9,8 +9,8 @@ import pandas as pd
 
 from ... import canary
 from ...topology import RULES
-from ..exercises import Exercise, Findings, number, share
-from .measure import ECHO_URL, choice, faulted_instances
+from ..exercises import Exercise, Findings, choice, number, share
+from .measure import ECHO_URL, faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab

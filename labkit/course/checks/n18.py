@@ -7,10 +7,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ...errors import LabTimeout
-from ...waits import wait_for
 from ..exercises import Exercise, Findings, number, share
-from .measure import ECHO_URL, error_share, faulted_instances, policy_settings
+from .measure import (
+    ECHO_URL,
+    close_to,
+    error_share,
+    eventually,
+    faulted_instances,
+    policy_settings,
+)
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -39,12 +44,8 @@ def leak_under_load(lab: Lab, seconds: float) -> tuple[pd.DataFrame, bool]:
     traffic = lab.start_load(ECHO_URL, rps=50, seconds=seconds)
     time.sleep(1)
     lab.fault("echo", 1, leak_mb_per_s=LEAK_MB_PER_S)
-    try:
-        wait_for(lambda: echo_1_pid(lab) != before, what="echo-1 to meet its limit",
-                 timeout=seconds - 1)
-        restarted = True
-    except LabTimeout:
-        restarted = False
+    restarted = eventually(lambda: echo_1_pid(lab) != before, what="echo-1 to meet its limit",
+                           timeout=seconds - 1)
     frame = traffic.result()
     if not restarted:
         lab.heal()
@@ -62,7 +63,7 @@ def tight_limit(lab: Lab, headroom_mb: object) -> Findings:
     used = echo_1(lab, "memory_mb") or 0.0
     found.seen.append(f"echo-1: limit {limit:.0f} MiB, resident {used:.0f} MiB, so "
                       f"{limit - used:.0f} MiB of headroom")
-    found.require(abs(said - (limit - used)) <= 8,
+    found.require(close_to(said, limit - used, 8),
                   f"you said {said:.0f} MiB: read memory_limit_mb and memory_mb in "
                   "lab.limits('echo')")
     return found
