@@ -25,8 +25,7 @@ from .admin_api import AdminApi
 from .backends.base import ORPHANED, Backend, require_up, unsupervised
 from .backends.local import LocalBackend
 from .background import BackgroundJobs
-from .course import exercises
-from .course.checks import CATALOGUE
+from .course import checks, exercises
 from .deploy import Deployments
 from .errors import LabError
 from .faults import Faults
@@ -627,7 +626,7 @@ class Lab:
         conceptual exercise gets its explained answer. Answers go as keywords, as the
         exercise asks: lab.check("05.1", failed=0.0)."""
         require_up(self.backend)
-        return exercises.check(self, exercise, CATALOGUE, **answers)
+        return exercises.check(self, exercise, checks.catalogue(), **answers)
 
 
 def gateway_target(url: str) -> tuple[str, str | None]:

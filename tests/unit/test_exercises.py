@@ -10,7 +10,7 @@ import pytest
 
 from labkit import paths
 from labkit.course import exercises
-from labkit.course.checks import CATALOGUE
+from labkit.course.checks import catalogue
 from labkit.course.exercises import Exercise, Findings, share
 from labkit.errors import LabError
 
@@ -79,7 +79,7 @@ def exercises_section(notebook: str) -> str:
 
 
 def test_each_checked_exercise_is_in_its_notebook_which_shows_its_check() -> None:
-    for exercise in CATALOGUE.values():
+    for exercise in catalogue().values():
         section = exercises_section(exercise.notebook)
         number = int(exercise.id.split(".")[1])
         assert re.search(rf"^{number}\. ", section, re.M), f"{exercise.id}: no such exercise"
@@ -89,7 +89,7 @@ def test_each_checked_exercise_is_in_its_notebook_which_shows_its_check() -> Non
 
 def test_each_checked_notebook_has_a_solution_that_checks_every_hands_on_exercise() -> None:
     solved = {p.name[:2]: p for p in paths.solutions()}
-    for exercise in CATALOGUE.values():
+    for exercise in catalogue().values():
         assert exercise.notebook in solved, f"{exercise.id}: no notebooks/solutions/ notebook"
         if exercise.check is None:
             continue
