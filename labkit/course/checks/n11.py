@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
@@ -13,15 +12,18 @@ from ... import log_analysis
 from ...errors import LabError, LabTimeout
 from ...waits import wait_for
 from ..exercises import Exercise, Findings, choice, number
-from .measure import faulted_instances
+from .measure import ECHO_URL, faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab
 
 SPLIT = 3  # the flood comes from this many addresses
-# a client abusive_clients may flag: at least its min_requests
-BUSY = inspect.signature(log_analysis.abusive_clients).parameters["min_requests"].default
-RECENT = "1m"  # the access log the check reads: the learner's last flood
+# the notebook's clients: its regulars, and its flood (from its abuser and two neighbours)
+REGULARS = ("127.0.0.21", "127.0.0.22", "127.0.0.23")
+REGULAR_RPS = 5
+FLOODERS = ("127.0.0.66", "127.0.0.67", "127.0.0.68")
+FLOOD_RPS = 120
+FLOOD_S = 5.0
 DOWNSTREAM_FAILED = "downstream call failed"
 SERVICES = ("traefik", "web", "echo", "routeguide")
 LEVELS = ("debug", "info", "warning", "error")
@@ -30,26 +32,33 @@ LEVELS = ("debug", "info", "warning", "error")
 def split_flood(lab: Lab, found: object) -> Findings:
     said = number(found, "found", 0, SPLIT, "how many of the flood's addresses are flagged")
     findings = Findings()
-    access = log_analysis.access_log(lab.logs(service="traefik", since=RECENT, limit=100_000))
-    access = access[access["host"] == "echo.localhost"]
-    clients = log_analysis.top_clients(access, n=len(access))
-    busy = clients[clients["requests"] >= BUSY]
-    if not findings.require(
-            len(busy) >= SPLIT and len(clients) > len(busy),
-            f"the access log of the last {RECENT} holds {len(busy)} client(s) with "
-            f"{BUSY}+ requests among {len(clients)}: run the "
-            f"regular clients and the flood from {SPLIT} addresses (each flood_rps / {SPLIT}), "
-            "then check within a minute"):
-        return findings
-    flagged = log_analysis.abusive_clients(access)
-    typical = clients["requests"].median()
+    # the check floods itself, as the exercise asks, and reads only its own records: the
+    # access log of the last minute also holds whatever else loaded echo meanwhile
+    since = time.time()
+    runs = [lab.start_load(ECHO_URL, rps=REGULAR_RPS, seconds=FLOOD_S, source_address=address)
+            for address in REGULARS]
+    runs += [lab.start_load(ECHO_URL, rps=FLOOD_RPS / SPLIT, seconds=FLOOD_S,
+                            source_address=address) for address in FLOODERS]
+    sent = sum(len(run.result()) for run in runs)
+
+    def access_records() -> pd.DataFrame | None:
+        access = log_analysis.access_log(lab.logs(service="traefik", since=since, limit=100_000))
+        access = access[access["client"].isin((*REGULARS, *FLOODERS))]
+        return access if len(access) >= sent else None
+
+    access = cast(pd.DataFrame, wait_for(
+        access_records, what=f"the access log of the check's {sent} requests", timeout=15,
+        interval=0.5))
+    flagged = set(log_analysis.abusive_clients(access)["client"]) & set(FLOODERS)
+    typical = log_analysis.top_clients(access, n=len(access))["requests"].median()
     findings.seen.append(
-        f"the last {RECENT}: {len(clients)} clients, the median sent {typical:.0f} requests; "
-        f"the busiest: " + ", ".join(f"{r.client} {r.requests}" for r in busy.itertuples())
-        + f"; abusive_clients flags {len(flagged)}")
+        f"a {FLOOD_RPS} rps flood split over {', '.join(FLOODERS)} beside {len(REGULARS)} "
+        f"regular clients at {REGULAR_RPS} rps ({FLOOD_S:g} s; the median client sent "
+        f"{typical:.0f} requests): abusive_clients flags {len(flagged)} of the flood's addresses")
     findings.require(said == len(flagged),
-                     f"you said abusive_clients finds {said:.0f}; run it on the access log of your "
-                     "flood (log_analysis.abusive_clients) and count")
+                     f"you said abusive_clients finds {said:.0f}; run the notebook's clients with "
+                     f"the flood split over {SPLIT} addresses, then log_analysis.abusive_clients "
+                     "on their access log, and count")
     return findings
 
 
