@@ -10,7 +10,7 @@ import psutil
 
 from ...topology import service
 from ..exercises import Exercise, Findings, choice, share
-from .measure import ECHO_URL
+from .measure import ECHO_URL, close_to
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -68,7 +68,7 @@ def stale_client(lab: Lab, failed: object) -> Findings:
     measured = refused / STALE
     found.seen.append(f"of the {STALE} addresses read before scaling in, {refused} refuse "
                       f"connections now: a round robin over them fails {measured:.0%} of calls")
-    found.require(abs(said - measured) <= 0.05,
+    found.require(close_to(said, measured, 0.05),
                   f"you said {said:.0%} fail: call client_side_round_robin's loop with the old "
                   "list and count the connection errors")
     return found

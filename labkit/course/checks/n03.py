@@ -13,6 +13,7 @@ from ...topology import LEASE_TTL_SECONDS
 from ..exercises import Exercise, Findings, number, share
 from .measure import (
     ECHO_URL,
+    close_to,
     error_share,
     eventually,
     faulted_instances,
@@ -90,7 +91,7 @@ def faster_health_check(lab: Lab, window: object) -> Findings:
     found.seen.append(f"health checks every {interval}; echo-{HUNG} hung under 50 rps: "
                       f"{len(failed)} requests failed, the last one sent {measured:.2f} s "
                       "after the hang began")
-    found.require(abs(said - measured) <= WINDOW_TOLERANCE,
+    found.require(close_to(said, measured, WINDOW_TOLERANCE),
                   f"you said {said:.2f} s: measure it as the notebook does (the last failed "
                   "request's start minus the hang's), with the new interval in force")
     return found
@@ -113,7 +114,7 @@ def long_client_timeout(lab: Lab, waited: object) -> Findings:
     found.seen.append(f"with a {LONG_TIMEOUT:g} s client timeout, {len(stuck)} of {len(frame)} "
                       f"requests failed after waiting up to {measured:.2f} s; the others' p50 "
                       f"was {frame[frame['status'] == 200]['latency_ms'].median():.0f} ms")
-    found.require(len(stuck) > 0 and abs(said - measured) <= WAIT_TOLERANCE,
+    found.require(len(stuck) > 0 and close_to(said, measured, WAIT_TOLERANCE),
                   f"you said they waited {said:g} s: look at the slowest requests in the "
                   "latency plot, or at the failed ones' latency_ms")
     return found
@@ -139,7 +140,7 @@ def warm_up_unnoticed(lab: Lab, failed: object) -> Findings:
                       f"{int((warming['instance'] == f'echo-{SLOW}').sum())} reached it while "
                       f"it warmed up; registered again afterwards: {back}")
     found.require(back, f"echo-{SLOW} did not register again after its warm-up: lab.heal()")
-    found.require(abs(said - measured) <= 0.01,
+    found.require(close_to(said, measured, 0.01),
                   f"you said {said:.1%} fail: run lab.slow_start('echo', {SLOW}, "
                   f"{WARM_UP:g}) under lab.start_load and count the failures")
     return found

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ...errors import LabError
 from ...topology import RULES
 from ..exercises import Exercise, Findings, number
-from .measure import ECHO_URL, faulted_instances
+from .measure import ECHO_URL, close_to, faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -56,7 +56,7 @@ def slow_instance_p95(lab: Lab, service_p95_ms: object) -> Findings:
     shown = ", ".join(f"{name} {ms:.0f} ms" for name, ms in sorted(by_instance.items()))
     found.seen.append(f"over the last {RULES.window_s} s: echo's p95 {service:.0f} ms; per "
                       f"instance: {shown}")
-    found.require(abs(said - service) <= max(50, service / 4),
+    found.require(close_to(said, service, 50, 1 / 4),
                   f"you said echo's p95 is {said:.0f} ms; the service panel shows "
                   f"{service:.0f} ms now: read the panel 'p95 latency per service'")
     return found
@@ -135,7 +135,7 @@ def gone_from_up(lab: Lab, down_s: object, gone_s: object) -> Findings:
                       f"0 {down:.0f} s later, gone about {gone:.0f} s after the last 1 "
                       f"(scraped every {RULES.evaluation_s} s)")
     for name, said, measured in (("down_s", said_down, down), ("gone_s", said_gone, gone)):
-        found.require(abs(said - measured) <= max(3, measured / 3),
+        found.require(close_to(said, measured, 3, 1 / 3),
                       f"you said {name}={said:g} s; Prometheus's samples say about "
                       f"{measured:.0f} s. Time it from the kill, polling lab.metrics('{up}') "
                       "every half second")

@@ -11,7 +11,7 @@ import pandas as pd
 from ...errors import LabTimeout
 from ...waits import wait_for
 from ..exercises import Exercise, Findings, choice, number
-from .measure import faulted_instances
+from .measure import close_to, faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -67,7 +67,7 @@ def parallel_calls(lab: Lab, web_ms: object) -> Findings:
     found.seen.append(f"in {len(both)} traces {SLOW} served: web {web:.0f} ms, {SLOW} "
                       f"{slow:.0f} ms and echo {echo_ms:.1f} ms (medians)")
     # one trace against the median: a busy machine adds tens of ms to a single request
-    found.require(abs(said - web) <= max(50, web / 3),
+    found.require(close_to(said, web, 50, 1 / 3),
                   f"you said web took {said:.0f} ms; its spans say {web:.0f} ms. Read the "
                   f"web span of a trace {SLOW} served (lab.plot.trace)")
     return found

@@ -10,7 +10,7 @@ import pandas as pd
 from ... import canary
 from ...topology import RULES
 from ..exercises import Exercise, Findings, choice, number, share
-from .measure import ECHO_URL, faulted_instances
+from .measure import ECHO_URL, close_to, faulted_instances
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -90,7 +90,7 @@ def thin_evidence(lab: Lab, requests: object) -> Findings:
     found.seen.append(f"at {LOW_RPS} rps with {STEP_PCT}% to {GREEN}, {GREEN} got "
                       f"{per_second:.1f} requests/s: about {expected:.0f} in a {MIN_INTERVAL} s "
                       f"interval; the canary needs {needed}")
-    found.require(abs(said - expected) <= max(3, expected / 4),
+    found.require(close_to(said, expected, 3, 1 / 4),
                   f"you said {said:.0f} canary requests an interval: count them as rps x "
                   "weight x interval, or send the load and count the versions")
     return found
@@ -111,7 +111,7 @@ def fleet_routing(lab: Lab, v2_share: object) -> Findings:
                       f"requests; the registry lists "
                       + ", ".join(f"{n} {v}" for n, v in
                                   lab.instances("echo")["version"].value_counts().items()))
-    found.require(abs(said - measured) <= 0.05,
+    found.require(close_to(said, measured, 0.05),
                   f"you said {GREEN} serves {said:.0%}: count the versions of a load's answers")
     return found
 

@@ -11,7 +11,7 @@ import pandas as pd
 from ...errors import LabError
 from ...waits import wait_for
 from ..exercises import Exercise, Findings, number, share
-from .measure import ECHO_URL, faulted_instances, policy_settings
+from .measure import ECHO_URL, close_to, faulted_instances, policy_settings
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -89,7 +89,7 @@ def retried_auth(lab: Lab, served: object) -> Findings:
     found.seen.append(f"with one of 2 auth instances failing and retries on auth, "
                       f"{measured:.0%} of {len(answered)} protected requests were served "
                       f"({answered.value_counts().to_dict()})")
-    found.require(abs(said - measured) <= 0.15,
+    found.require(close_to(said, measured, 0.15),
                   f"you said {said:.0%} are served: measure it with a token for {scope} "
                   "(labkit.demos.auth.probe), then ask which failures a gateway retries")
     return found
@@ -139,7 +139,7 @@ def short_token(lab: Lab, seconds: object) -> Findings:
     measured = expiry_seconds(lab, scope)
     found.seen.append(f"a token with ttl='{SHORT_TTL_S}s' was refused (401) {measured:.1f} s "
                       "after it was made")
-    found.require(abs(said - measured) <= 1,
+    found.require(close_to(said, measured, 1),
                   f"you said {said:g} s: send requests with such a token for 5 s and note "
                   "when the first 401 comes")
     return found

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ... import certs, pki
 from ...security import MIN_LIFETIME_S
 from ..exercises import Exercise, Findings, number
-from .measure import ECHO_URL, error_share
+from .measure import ECHO_URL, close_to, error_share
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -37,7 +37,7 @@ def short_lifetime(lab: Lab, valid: object) -> Findings:
                       f"{RENEW_S:.0f} s, so next at "
                       f"{renewal:%H:%M:%S} UTC, {gap:.0f} s after they expire; through the "
                       f"gateway now, {error_share(frame):.0%} of {len(frame)} requests failed")
-    found.require(abs(said - window) <= 2,
+    found.require(close_to(said, window, 2),
                   f"you said {said:g} s: read not_before and not_after of an instance's row "
                   "in lab.security.certificates() (the difference is not only the lifetime)")
     return found
