@@ -15,7 +15,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+import pandas as pd
 
 from . import durations
 from .control_loop import ControlLoop, Record
@@ -142,3 +144,10 @@ class Autoscaler(ControlLoop):
 
         super().__init__(f"autoscale-{service}", DECISION_COLUMNS, policy.interval_s, body,
                          announce, progress)
+
+    @property
+    def decisions(self) -> pd.DataFrame:
+        """One row per decision; .attrs holds the service and the policy it ran under."""
+        frame = super().decisions
+        frame.attrs.update(service=self.service, **asdict(self.policy))
+        return frame

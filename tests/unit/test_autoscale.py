@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import asdict
 
 import pytest
 
-from labkit.autoscale import Policy, check_policy, gateway_rate, recommend, run
+from labkit.autoscale import Autoscaler, Policy, check_policy, gateway_rate, recommend, run
 from labkit.errors import LabError
 
 pytestmark = pytest.mark.timeout(10)
@@ -91,6 +92,14 @@ def test_a_fresh_loop_waits_a_whole_window_before_scaling_down_the_fleet_it_foun
     rows = simulate([0] * 20, start=4)
     down = next(i for i, r in enumerate(rows) if r["action"] != "none")
     assert rows[down]["action"] == "scale 4 -> 2" and down * 2 > 30
+
+
+def test_the_decision_log_names_the_service_and_policy_that_made_it():
+    scaler = Autoscaler("echo", POLICY, observe=lambda: None, current=lambda: 2,
+                        scale=lambda _: None, progress=lambda _: None)
+    decisions = scaler.stop()
+    assert decisions.attrs == {"service": "echo", **asdict(POLICY)}
+    assert decisions.assign(t=0).attrs["target_rps"] == 50  # a notebook's own columns keep it
 
 
 def test_no_rate_yet_changes_nothing():

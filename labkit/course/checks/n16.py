@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from ... import certs, pki
+from ...demos.routeguide import call_log
 from ...security import MIN_LIFETIME_S
-from ..exercises import Exercise, Findings, number
+from ..exercises import Exercise, Findings, choice, number
 from .measure import ECHO_URL, close_to, error_share
 
 if TYPE_CHECKING:
@@ -14,6 +17,9 @@ if TYPE_CHECKING:
 
 SHORT_LIFETIME_S = 60
 RENEW_S = certs.RENEW_EVERY.total_seconds()
+# what a client that balances by itself would need on mTLS, and three that would not help
+CLIENT_NEEDS = ("certificate", "retries", "timeout", "token")
+CALLS = 6  # over each channel: every routeguide instance more than once
 
 
 def short_lifetime(lab: Lab, valid: object) -> Findings:
@@ -43,6 +49,36 @@ def short_lifetime(lab: Lab, valid: object) -> Findings:
     return found
 
 
+def client_side_on_mtls(lab: Lab, needs: object) -> Findings:
+    said = choice(needs, "needs", CLIENT_NEEDS)
+    found = Findings()
+    if not found.require(lab.security.mtls(),
+                         "mTLS is off: lab.security.mtls(True), then call routeguide over "
+                         "lab.grpc_channel('routeguide', 'round_robin')"):
+        return found
+    with lab.grpc_channel("routeguide", "round_robin") as direct, \
+            lab.grpc_channel("routeguide", "gateway") as gateway:
+        balanced, through = call_log(direct, CALLS), call_log(gateway, CALLS)
+    found.seen.append(
+        "client-side round_robin: " + summary(balanced) + "; through the gateway: "
+        + summary(through))
+    found.require((balanced["code"] != "OK").all(),
+                  "a call over client-side balancing was answered: mTLS is not yet in force on "
+                  "every routeguide instance (lab.security.mtls() switches them one by one)")
+    found.require((through["code"] == "OK").all(),
+                  "a call through the gateway failed: the gateway holds a lab certificate, so "
+                  "this should work (lab.status() shows what is down)")
+    found.require(said == "certificate",
+                  f"you said {said!r}: a token, a retry or a timeout acts on a request, and "
+                  "these calls are closed before any request is sent (read the error's details)")
+    return found
+
+
+def summary(calls: pd.DataFrame) -> str:
+    """How a call log's calls ended, e.g. "6 UNAVAILABLE"."""
+    return ", ".join(f"{n} {code}" for code, n in calls["code"].value_counts().items())
+
+
 EXERCISES = (
     Exercise(
         "16.1", "stop the certs program: what happens 5 minutes after the last renewal?",
@@ -61,7 +97,8 @@ EXERCISES = (
         "gateway has one, so calls through it work. The client would need a certificate and "
         "key of its own from the lab CA (renewed like the others), and to trust the CA for "
         "the instances' certificates: every client that balances by itself joins the PKI, "
-        "which is what a service mesh's sidecar does for it."),
+        "which is what a service mesh's sidecar does for it.",
+        client_side_on_mtls, ("needs",)),
     Exercise(
         "16.3", f"rotate(lifetime='{SHORT_LIFETIME_S // 60}m'): how long is a certificate "
                 "valid, and what bounds the lifetime?",
