@@ -96,6 +96,13 @@ def choice(value: object, name: str, options: Collection[str]) -> str:
     return str(value)
 
 
+def said_text(value: object, name: str, what: str) -> str:
+    """A message a learner saw, as an exception or its text, with whitespace folded."""
+    if not isinstance(value, str | BaseException):
+        raise LabError(f"{name} is {what}: the exception itself or its text; got {value!r}")
+    return " ".join(str(value).split())
+
+
 def check(lab: Lab, exercise_id: str, catalogue: Mapping[str, Exercise],
           **answers: object) -> Verdict:
     """Run exercise `exercise_id`'s check against `lab` with the learner's `answers`."""

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ... import canary
+from ...errors import LabError
 from ...topology import RULES
-from ..exercises import Exercise, Findings, choice, number, share
+from ..exercises import Exercise, Findings, choice, number, said_text, share
 from .measure import ECHO_URL, close_to, faulted_instances
 
 if TYPE_CHECKING:
@@ -116,6 +117,24 @@ def fleet_routing(lab: Lab, v2_share: object) -> Findings:
     return found
 
 
+def short_interval(lab: Lab, refusal: object) -> Findings:
+    said = said_text(refusal, "refusal", f"what lab.canary(..., interval={SHORT_INTERVAL}) "
+                     "said")
+    found = Findings()
+    try:  # what lab.canary checks before it shifts anything
+        canary.check_plan([5, 25, 50, 100], SHORT_INTERVAL, None, 50)
+        labkit_says = None
+    except LabError as refused:
+        labkit_says = " ".join(str(refused).split())
+    if not found.require(labkit_says is not None,
+                         f"labkit accepts interval={SHORT_INTERVAL} now: nothing to compare"):
+        return found
+    found.require(said == labkit_says,
+                  f"that is not what lab.canary(..., interval={SHORT_INTERVAL}) raises: call "
+                  "it and pass the LabError it raises (or its text)")
+    return found
+
+
 EXERCISES = (
     Exercise(
         "12.1", f"canary_interval = {SHORT_INTERVAL} s: what does labkit say?",
@@ -123,7 +142,8 @@ EXERCISES = (
         f"{RULES.window_s} s rate window still holds the previous split's requests, and the "
         f"rules are evaluated every {RULES.evaluation_s} s: evidence read {SHORT_INTERVAL} s "
         "after the shift mostly describes the previous step, so a canary would be promoted "
-        "(or rolled back) on traffic it never served."),
+        "(or rolled back) on traffic it never served.",
+        short_interval, ("refusal",)),
     Exercise(
         "12.2", "a 300 ms latency fault on v2: which SLO line rolls it back?",
         "p95_ms: v2 fails nothing, so the error ratio line holds, but its p95 (about 300 ms) "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..exercises import Exercise, Findings, number
+from ..exercises import Exercise, Findings, number, said_text
 from .measure import ECHO_URL, error_share
 
 if TYPE_CHECKING:
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 FLEET = 4  # the notebook's replicas
 BATCH = 2
 RPS = 100  # the notebook's rps
+# labkit.servicelock's refusal, with the holder it names (a rollout of echo, in progress)
+BUSY_WITH_ROLLOUT = re.compile(
+    r"refused: echo is busy with rollout to (?P<version>\S+) \(in progress, started \d+ s "
+    r"ago by pid (?P<pid>\d+) on (?P<host>\S+)\), so rollout to \S+ cannot run now")
 
 
 def fewest_registered(before: int, events: pd.DataFrame) -> int:
@@ -53,6 +58,19 @@ def capacity_without_surge(lab: Lab, serving: object) -> Findings:
     return found
 
 
+def second_rollout(lab: Lab, refusal: object) -> Findings:
+    said = said_text(refusal, "refusal", "what the second lab.rollout('echo', ...) raised")
+    found = Findings()
+    busy = BUSY_WITH_ROLLOUT.match(said)
+    if busy:
+        found.seen.append(f"refused while pid {busy['pid']} on {busy['host']} rolled echo out "
+                          f"to {busy['version']}")
+    found.require(busy is not None,
+                  "that is not the refusal of a rollout of echo while another one runs: start "
+                  "one (from another notebook, or a thread), then a second while it runs")
+    return found
+
+
 EXERCISES = (
     Exercise(
         "13.1", f"batch={BATCH}, surge=0 on {FLEET} instances: how many serve during a round?",
@@ -79,5 +97,6 @@ EXERCISES = (
         "One operation at a time per service (scale, "
         "heal and deployments): each takes the service's lock first (labkit.servicelock), so "
         "two rollouts cannot each decide which instances are old and stop the other's new "
-        "ones. The message names the holder, so you know whom to wait for."),
+        "ones. The message names the holder, so you know whom to wait for.",
+        second_rollout, ("refusal",)),
 )
