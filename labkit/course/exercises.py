@@ -16,6 +16,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..errors import LabError
 
 if TYPE_CHECKING:
@@ -79,7 +81,9 @@ class Verdict:
 
 def number(value: object, name: str, low: float, high: float, meaning: str) -> float:
     """A learner's numeric answer in [low, high], or an error saying what it should be."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+    # numpy's numbers too: an answer computed from a DataFrame
+    if (isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating)
+            or not low <= value <= high):
         raise LabError(f"{name} is {meaning}, between {low:g} and {high:g}; got {value!r}")
     return float(value)
 
@@ -94,6 +98,13 @@ def choice(value: object, name: str, options: Collection[str]) -> str:
     if value not in options:
         raise LabError(f"{name} is one of {', '.join(map(repr, sorted(options)))}; got {value!r}")
     return str(value)
+
+
+def yes_no(value: object, name: str, question: str) -> bool:
+    """A learner's True or False (numpy's too: a comparison of a DataFrame's numbers)."""
+    if not isinstance(value, bool | np.bool_):
+        raise LabError(f"{name} is True or False ({question}); got {value!r}")
+    return bool(value)
 
 
 def said_text(value: object, name: str, what: str) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from labkit import paths
 from labkit.course import exercises
 from labkit.course.checks import catalogue
-from labkit.course.exercises import Exercise, Findings, share
+from labkit.course.exercises import Exercise, Findings, said_text, share, yes_no
 from labkit.errors import LabError
 
 
@@ -69,6 +70,23 @@ def test_a_verdict_says_what_is_missing_and_the_answer_only_once_solved() -> Non
 def test_a_share_is_between_0_and_1(bad: object) -> None:
     with pytest.raises(LabError, match=r"failed is a share \(0.05 for 5%\), between 0 and 1"):
         share(bad, "failed")
+
+
+def test_numpy_answers_count_as_numbers_and_yes_or_no() -> None:
+    assert share(np.float64(0.25), "failed") == 0.25 and share(np.int64(1), "failed") == 1.0
+    assert yes_no(np.bool_(False), "throttled", "held back?") is False
+
+
+@pytest.mark.parametrize("bad", [0, 1, "yes", None])
+def test_yes_or_no_is_a_bool(bad: object) -> None:
+    with pytest.raises(LabError, match=r"throttled is True or False \(held back\?\)"):
+        yes_no(bad, "throttled", "held back?")
+
+
+def test_a_message_is_an_exception_or_its_text_with_whitespace_folded() -> None:
+    assert said_text(LabError("refused:\n  busy"), "refusal", "what it said") == "refused: busy"
+    with pytest.raises(LabError, match="refusal is what it said: the exception itself"):
+        said_text(42, "refusal", "what it said")
 
 
 def exercises_section(notebook: str) -> str:

@@ -13,7 +13,7 @@ from ...audit.findings import Finding
 from ...audit.pipeline import OUT
 from ...errors import LabError
 from ...gateway import api_get
-from ..exercises import Exercise, Findings, number
+from ..exercises import Exercise, Findings, number, yes_no
 
 if TYPE_CHECKING:
     from ...lab import Lab
@@ -87,9 +87,7 @@ def password_hashed(lab: Lab, scratch: object) -> Findings:
 
 
 def lifecycle_reported(lab: Lab, scratch: object, gate_fails: object) -> Findings:
-    if not isinstance(gate_fails, bool):
-        raise LabError(f"gate_fails is True or False (does this finding fail the gate?); got "
-                       f"{gate_fails!r}")
+    said = yes_no(gate_fails, "gate_fails", "does this finding fail the gate?")
     tree = scratch_tree(scratch)
     found = Findings()
     report = audit.run(tree, tools=("configs",), baseline=paths.REPO / audit.BASELINE,
@@ -101,8 +99,8 @@ def lifecycle_reported(lab: Lab, scratch: object, gate_fails: object) -> Finding
         return found
     found.seen.extend(status(report, f) for f in rows)
     fails = any(f.severity == "high" and not report.baseline.reason(f) for f in rows)
-    found.require(gate_fails == fails,
-                  f"you said it {'fails' if gate_fails else 'passes'} the gate: the gate fails "
+    found.require(said == fails,
+                  f"you said it {'fails' if said else 'passes'} the gate: the gate fails "
                   "on new high findings only; read this one's severity and status")
     return found
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..exercises import Exercise, Findings, number, share
+from ..exercises import Exercise, Findings, number, share, yes_no
 from .measure import (
     ECHO_URL,
     close_to,
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 TIGHT_LIMIT_MB = 64
 LEAK_MB_PER_S = 40  # the notebook's leak
+WHOLE_CORE = 1.0  # 18.3's CPU limit: as much as the hog wants
+HOG_RPS, HOG_SECONDS = 100, 4.0  # the notebook's CPU experiment
+# "still throttled": held back for more than a tenth of the run. Measured at a 1.0 limit:
+# 0.0-0.01 s of 4 s (the GIL keeps the process under one core); at 0.2: 4 s of 4
+THROTTLED_SHARE = 0.1
 
 
 def echo_1(lab: Lab, column: str) -> float | None:
@@ -98,6 +103,42 @@ def restart_without_retries(lab: Lab, failed: object) -> Findings:
     return found
 
 
+def hog_at_a_whole_core(lab: Lab, throttled: object) -> Findings:
+    said = yes_no(throttled, "throttled", "is echo-1 still held back at its quota?")
+    found = Findings()
+    limits = lab.limits("echo").set_index("instance")
+    if not found.require(bool(limits["cpu_enforced"].all()),
+                         "CPU limits are not enforced here (no cgroups: lab.limits() says "
+                         "cpu_enforced = False), so nothing can be throttled"):
+        return found
+    limit = echo_1(lab, "cpu_limit")
+    if not found.require(limit == WHOLE_CORE, f"echo-1's CPU limit is {limit or 'not set'}: "
+                                              f"lab.limits('echo', cpu={WHOLE_CORE})"):
+        return found
+    # the notebook's experiment, once more: echo-1 burns a core under load
+    before = echo_1(lab, "cpu_throttled_s") or 0.0
+    lab.fault("echo", 1, cpu_burn=1.0)
+    try:
+        frame = lab.load(ECHO_URL, rps=HOG_RPS, seconds=HOG_SECONDS)
+    finally:
+        lab.fault("echo", 1, cpu_burn=0)
+    held = (echo_1(lab, "cpu_throttled_s") or 0.0) - before
+    strategy = (policy_settings(lab, "echo", "strategy") or {}).get("strategy", "wrr")
+    own = frame[frame["instance"] == "echo-1"]["latency_ms"].median()
+    others = frame[~frame["instance"].isin(["echo-1", ""])]["latency_ms"].median()
+    its_share = (frame["instance"] == "echo-1").mean()
+    found.seen.append(f"echo-1 burning CPU under a {WHOLE_CORE:g}-core limit, {HOG_RPS} rps for "
+                      f"{HOG_SECONDS:g} s: throttled {held:.2f} s ({held / HOG_SECONDS:.0%} of "
+                      f"the run); with {strategy} it got {its_share:.0%} of the requests, p50 "
+                      f"{own:.1f} ms against its neighbours' {others:.1f} ms")
+    still = held / HOG_SECONDS > THROTTLED_SHARE
+    found.require(said == still,
+                  f"you said it is {'still' if said else 'no longer'} throttled (held "
+                  f"back for more than {THROTTLED_SHARE:.0%} of a run): compare echo-1's "
+                  "cpu_throttled_s in lab.limits('echo') before and after one")
+    return found
+
+
 EXERCISES = (
     Exercise(
         "18.1", f"a {TIGHT_LIMIT_MB}M limit: how much headroom does echo-1 have?",
@@ -120,5 +161,6 @@ EXERCISES = (
         "seldom has to hold it back. p2c still gives echo-1 less traffic because its requests "
         "are slow anyway: the handler shares the process, and Python's GIL, with the busy "
         "thread, so requests stay in flight longer there, and p2c picks the less busy of two. "
-        "A limit protects the machine; it does not make the hog's own requests fast."),
+        "A limit protects the machine; it does not make the hog's own requests fast.",
+        hog_at_a_whole_core, ("throttled",)),
 )
