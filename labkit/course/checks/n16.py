@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import stat
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ... import certs, pki
 from ...demos.routeguide import call_log
+from ...errors import LabError
 from ...security import MIN_LIFETIME_S
 from ..exercises import Exercise, Findings, choice, number
 from .measure import ECHO_URL, close_to, error_share
@@ -74,6 +76,26 @@ def client_side_on_mtls(lab: Lab, needs: object) -> Findings:
     return found
 
 
+def readable_by_others(lab: Lab, readable: object) -> Findings:
+    tls = certs.folder(lab.backend.state)
+    if not isinstance(readable, str) or not readable:
+        raise LabError(f"readable is a file's name in {tls}, as ls -l shows it (e.g. "
+                       f"'instances/echo-1.pem'); got {readable!r}")
+    found = Findings()
+    modes = {path.relative_to(tls).as_posix(): stat.S_IMODE(path.stat().st_mode)
+             for path in sorted(tls.rglob("*")) if path.is_file()}
+    others = [name for name, mode in modes.items() if mode & stat.S_IROTH]
+    found.seen.append(f"{len(modes)} files in {tls}, whose own mode is "
+                      f"{stat.S_IMODE(tls.stat().st_mode):04o}")
+    if not found.require(readable in modes, f"there is no file {readable!r} in {tls}: ls -l it "
+                                            "(and its instances/ folder)"):
+        return found
+    found.require(readable in others, f"{readable} is {modes[readable]:04o}: other users "
+                                      "cannot read it")
+    found.require(len(others) <= 1, "another file there is readable by others too: look again")
+    return found
+
+
 def summary(calls: pd.DataFrame) -> str:
     """How a call log's calls ended, e.g. "6 UNAVAILABLE"."""
     return ", ".join(f"{n} {code}" for code, n in calls["code"].value_counts().items())
@@ -119,5 +141,6 @@ EXERCISES = (
         "gateway and which holds no secret. Every key (ca-key.pem, the gateway's, the "
         "instances', Prometheus's) is 0600 in 0700 folders: with the CA key anyone could "
         "issue certificates the instances accept, with an instance's key anyone could "
-        "impersonate it."),
+        "impersonate it.",
+        readable_by_others, ("readable",)),
 )
