@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from typing import TYPE_CHECKING
 
+from ...errors import LabError
 from ...topology import LEASE_TTL_SECONDS
 from ..exercises import Exercise, Findings, number
 from .measure import ECHO_URL, error_share, eventually, faulted_instances, registered
@@ -18,6 +21,7 @@ ANSWER_TOLERANCE = 0.3  # seconds: etcd expires leases on its own ticks, a bit a
 CRASHED = 3
 LEASE_MARGIN = 1.5  # the notebook's lease_margin: etcd's expiry on a busy machine
 PAUSED = 1
+SCALED_IN = "echo-4"  # the instance the notebook's scale-in stops
 
 
 def crash_window(lab: Lab, shortest: object, longest: object) -> Findings:
@@ -85,6 +89,39 @@ def paused_instance(lab: Lab) -> Findings:
     return found
 
 
+def shutdown_order(lab: Lab, lines: object) -> Findings:
+    if (not isinstance(lines, list | tuple) or len(lines) < 2
+            or not all(isinstance(line, str) for line in lines)):
+        raise LabError(f"lines is a list of two or more lines of {SCALED_IN}'s log (each the "
+                       f"whole line, or its msg); got {lines!r}")
+    found = Findings()
+    path = lab.backend.log_path(SCALED_IN)
+    rows: list[tuple[int, str, str]] = []  # (index, line, msg) of every JSON line
+    for index, raw in enumerate(path.read_text().splitlines() if path.exists() else []):
+        with contextlib.suppress(ValueError):
+            rows.append((index, raw.strip(), str(json.loads(raw).get("msg", ""))))
+    stops = sum(msg == "shutdown: done" for _, _, msg in rows)
+    found.seen.append(f"{path}: {len(rows)} lines, {stops} graceful stop(s)")
+    if not found.require(stops > 0, f"{SCALED_IN} has not stopped yet: scale echo to 4, then "
+                                    "back to 3 (the notebook's scale-in)"):
+        return found
+    picked = [next((r for r in rows if line.strip() in (r[1], r[2])), None) for line in lines]
+    unknown = [line for line, row in zip(lines, picked, strict=True) if row is None]
+    if not found.require(not unknown, f"not lines of {SCALED_IN}'s log: {unknown}"):
+        return found
+    chosen = [row for row in picked if row is not None]
+    # the lease is revoked by whichever thread gets there first: the shutdown ("deregistered")
+    # or the registration loop, which sees the instance not ready ("withdrawn: ...")
+    leaving = [n for n, _, msg in chosen if "deregister" in msg or msg.startswith("withdrawn")]
+    stopping = [n for n, _, msg in chosen if "stopping server" in msg]
+    found.require(bool(leaving), "none of your lines shows echo-4 leaving the registry")
+    found.require(bool(stopping), "none of your lines shows its server stopping")
+    if leaving and stopping:
+        found.require(min(leaving) < max(stopping),
+                      "in the log, your deregistration line comes after the server stopping")
+    return found
+
+
 EXERCISES = (
     Exercise(
         "02.1", "the shortest and longest time between a crash and its down event?",
@@ -104,8 +141,10 @@ EXERCISES = (
         paused_instance),
     Exercise(
         "02.3", "in echo-4's log: which lines show deregistration before the server stopped?",
-        "On SIGTERM the instance logs 'shutdown: not ready, deregistering', then "
-        "'deregistered' (its lease revoked, so the gateway drops it at once), and only then "
+        "On SIGTERM the instance logs 'shutdown: not ready, deregistering', and its lease is "
+        "revoked ('deregistered', or 'withdrawn: instance not ready' when the registration "
+        "loop notices first), so the gateway drops it at once; only then come "
         "'shutdown: stopping server, letting in-flight requests finish' and 'shutdown: done'. "
-        "Leaving the registry first is what makes a graceful stop cost no request."),
+        "Leaving the registry first is what makes a graceful stop cost no request.",
+        shutdown_order, ("lines",)),
 )
