@@ -39,7 +39,8 @@ def healthy_timeout(lab: Lab, failed: object) -> Findings:
     found.seen.append(f"with a {EXERCISE_TIMEOUT} timeout and no fault, {measured:.1%} of "
                       f"{len(frame)} requests failed; their p99 was "
                       f"{frame['latency_ms'].quantile(0.99):.0f} ms")
-    found.require(close_to(said, measured, 0.02, 0.5),
+    # a busy machine pushes a few healthy requests past 50 ms: measured 0-4.7% in full suites
+    found.require(close_to(said, measured, 0.05),
                   f"you said {said:.1%} fail; measured now: {measured:.1%}. Measure with "
                   f"lab.load('{ECHO_URL}', rps=50, seconds=3)")
     return found

@@ -44,7 +44,9 @@ def bursty_client(lab: Lab, rejected: object) -> Findings:
     found.seen.append(f"with average={limit['average']} and burst=1, {AT_ONCE} requests at "
                       f"once every second for {SECONDS} s: {measured:.0%} of {len(frame)} got "
                       "429")
-    found.require(close_to(said, measured, 0.1),
+    # five clients' "at once" spreads over tens of ms on a busy machine, and the bucket refills
+    # a token every 50 ms: measured 60-80%. The bucket's own arithmetic is an answer too
+    found.require(close_to(said, measured, 0.1) or close_to(said, 1 - 1 / AT_ONCE, 0.05),
                   f"you said {said:.0%} are rejected: send {AT_ONCE} requests together (e.g. "
                   f"{AT_ONCE} lab.start_load('{ECHO_URL}', rps=1, seconds={SECONDS}) at once) "
                   "and count the 429s, or work out how many tokens the bucket holds")
