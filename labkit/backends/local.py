@@ -60,7 +60,10 @@ def health_url(component: str) -> str:
     }[component]
 
 
-START_TIMEOUT = 20.0
+# starting, routing and dropping instances and components: 1-3 s on an idle machine; a hub's
+# three labs starting beside the suite's three (6 labs, 2 cores) left echo registered but not
+# yet routed after 20 s (v22), so the bound leaves room for that
+START_TIMEOUT = 45.0
 REPLICAS_FILE = "replicas.json"  # the replica count asked for each service (scale, or up)
 LIMITS_FILE = "limits.json"  # the resource limits set on each service (lab.limits)
 STOP_TIMEOUT = 15.0  # above supervisord's stopwaitsecs, after which it SIGKILLs
