@@ -125,7 +125,7 @@ def short_interval(lab: Lab, refusal: object) -> Findings:
         canary.check_plan([5, 25, 50, 100], SHORT_INTERVAL, None, 50)
         labkit_says = None
     except LabError as refused:
-        labkit_says = " ".join(str(refused).split())
+        labkit_says = said_text(refused, "refusal", "labkit's own refusal")
     if not found.require(labkit_says is not None,
                          f"labkit accepts interval={SHORT_INTERVAL} now: nothing to compare"):
         return found
